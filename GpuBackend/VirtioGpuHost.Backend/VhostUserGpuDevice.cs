@@ -1,0 +1,183 @@
+using Microsoft.Extensions.Logging;
+using VirtioGpuHost.Device;
+using VirtioGpuHost.Device.Display;
+using VirtioGpuHost.Device.Queues;
+using VirtioGpuHost.Device.Wire;
+using VirtioGpuHost.GuestMemory;
+using VirtioGpuHost.Virtio;
+using VirtioGpuHost.VhostUser.Backend;
+using VirtioGpuHost.VhostUser.Display;
+using VirtioGpuHost.VhostUser.Transport;
+using VirtioGpuHost.VhostUser.Wire;
+
+namespace VirtioGpuHost.Backend;
+
+/// <summary>
+/// virtio-gpu as a vhost-user device: two rings (control, cursor), the GPU config space,
+/// and GPU_SET_SOCKET, whose display socket becomes the device's display. One instance
+/// per connection.
+/// </summary>
+public sealed class VhostUserGpuDevice : IVhostUserDevice
+{
+    public const int ControlQueue = 0;
+    public const int CursorQueue = 1;
+
+    /// <summary>Transport features we implement and offer.</summary>
+    public const ulong TransportFeatures = VirtioFeatures.Version1 | VirtioFeatures.IndirectDesc | VirtioFeatures.EventIdx;
+
+    private readonly GpuDeviceOptions _options;
+    private readonly ILogger _log;
+    private IVhostUserBackendServices _services = null!;
+    private GpuDevice _device = null!;
+    private ControlQueueProcessor? _control;
+    private CursorQueueProcessor? _cursor;
+    private DisplaySocketDisplay? _display;
+    private ushort _controlStoppedAt;
+
+    public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger)
+    {
+        _options = options;
+        _log = logger;
+    }
+
+    /// <summary>The device model (available after the connection attached).</summary>
+    public GpuDevice Gpu => _device;
+
+    /// <summary>Called with the display socket display whenever QEMU hands one over (tests, stats).</summary>
+    public event Action<DisplaySocketDisplay>? DisplayAttached;
+
+    public int QueueCount => 2;
+    public int MaxQueueSize => 1024;
+    public ulong Features => TransportFeatures | (_options.Edid ? VirtioGpuFeatures.Edid : 0);
+    public VhostUserProtocolFeatures ProtocolFeatures => VhostUserProtocolFeatures.Config;
+    public IReadOnlyDictionary<byte, ulong> SharedMemoryRegions { get; } = new Dictionary<byte, ulong>();
+
+    public void Attach(IVhostUserBackendServices services)
+    {
+        _services = services;
+        _device = new GpuDevice(_options, _log, services.ConnectionName, () => services.Memory);
+    }
+
+    public void AcknowledgeFeatures(ulong features) => _device.AcknowledgeFeatures(features);
+
+    public bool ReadConfig(uint offset, Span<byte> data) => _device.ReadConfig(offset, data);
+
+    public bool WriteConfig(uint offset, ReadOnlySpan<byte> data, uint flags) => _device.WriteConfig(offset, data);
+
+    public void QueueStarted(VirtqueueContext queue)
+    {
+        var scheduler = new LoopScheduler(_services.Loop);
+        if (queue.Index == ControlQueue)
+        {
+            // A ring that restarts from avail index 0 after it had moved means the guest reset
+            // the device (QEMU resets the ring state then; after a pause it restores the index).
+            if (queue.Queue.NextAvail == 0 && _controlStoppedAt != 0)
+            {
+                _log.LogInformation("{Conn}: control ring restarted from 0: the guest reset the device; dropping its resources", _services.ConnectionName);
+                _device.Reset();
+            }
+            _control = new ControlQueueProcessor(_device, new VhostQueue(queue), scheduler, _log, TimeSpan.FromSeconds(3));
+        }
+        else if (queue.Index == CursorQueue)
+        {
+            _cursor = new CursorQueueProcessor(_device, new VhostQueue(queue), _log);
+        }
+    }
+
+    public void QueueKicked(VirtqueueContext queue)
+    {
+        if (queue.Index == ControlQueue) _control?.Process();
+        else if (queue.Index == CursorQueue) _cursor?.Process();
+    }
+
+    public void QueueStopping(VirtqueueContext queue)
+    {
+        if (queue.Index == ControlQueue)
+        {
+            _control?.FinishInFlight();
+            _control = null;
+            _controlStoppedAt = queue.Queue.NextAvail;
+        }
+        else if (queue.Index == CursorQueue)
+        {
+            _cursor = null;
+        }
+    }
+
+    public void MemoryChanged(GuestMemoryMap memory) { }
+
+    public bool? HandleDeviceRequest(ReceivedMessage message)
+    {
+        if (message.Header.Request != (uint)VhostUserRequest.GpuSetSocket) return null;
+        if (message.Payload.Length != 0 || message.Fds.Count != 1)
+        {
+            _log.LogWarning("{Conn}: refused GPU_SET_SOCKET: {Size} payload bytes and {Fds} fds (expected 0 and 1)",
+                _services.ConnectionName, message.Payload.Length, message.Fds.Count);
+            return false;
+        }
+        // A new socket replaces the old one: QEMU makes a fresh socketpair at every DRIVER_OK.
+        DetachDisplay();
+        var client = new DisplaySocketClient(message.Fds.Take(0), _services.Loop, _log, _services.ConnectionName);
+        var display = new DisplaySocketDisplay(client);
+        _display = display;
+        client.Closed += () =>
+        {
+            if (_display == display) DetachDisplay();
+        };
+        _ = NegotiateAndAttach(display);
+        return true;
+    }
+
+    private async Task NegotiateAndAttach(DisplaySocketDisplay display)
+    {
+        try
+        {
+            // Until the display has negotiated, the control queue waits (the C back-end does the
+            // same), so that GET_DISPLAY_INFO and GET_EDID go to QEMU.
+            _device.Display = new PendingDisplay(display);
+            await display.NegotiateAsync(() =>
+            {
+                if (_display != display) return;
+                _device.Display = display; // re-sends every enabled scanout to the new display
+                DisplayAttached?.Invoke(display);
+            });
+        }
+        catch (Exception e)
+        {
+            _log.LogError(e, "{Conn}: display socket negotiation failed", _services.ConnectionName);
+            if (_display == display) DetachDisplay();
+        }
+    }
+
+    private void DetachDisplay()
+    {
+        var old = _display;
+        _display = null;
+        _device.Display = NullDisplay.Instance;
+        old?.Dispose();
+        _control?.Process();
+    }
+
+    public void Reset()
+    {
+        DetachDisplay();
+        _device.Reset();
+        _control = null;
+        _cursor = null;
+        _controlStoppedAt = 0;
+    }
+
+    /// <summary>Holds the control queue (busy) while the display socket negotiates; shows nothing.</summary>
+    private sealed class PendingDisplay(DisplaySocketDisplay next) : IGpuDisplay
+    {
+        public bool OwnsOutputCount => true;
+        public Task<byte[]?>? QueryDisplayInfo() => null;
+        public Task<byte[]?>? QueryEdid(uint scanoutId) => null;
+        public bool IsBusy => !next.IsNegotiated && !next.Client.IsClosed;
+        public void WhenIdle(Action resume) => next.WhenIdle(resume);
+        public void ScanoutChanged(uint scanoutId, GpuSurface? surface, VirtioGpuRect source) { }
+        public void ScanoutFlushed(uint scanoutId, GpuSurface surface, VirtioGpuRect source, VirtioGpuRect damage) { }
+        public void CursorChanged(uint scanoutId, uint x, uint y, uint hotX, uint hotY, ReadOnlySpan<byte> bgra) { }
+        public void CursorMoved(uint scanoutId, uint x, uint y, bool visible) { }
+    }
+}

@@ -1,0 +1,3 @@
+using VirtioGpuHost.Cli;
+
+return CommandLine.Build().Parse(args).Invoke();

@@ -1,0 +1,126 @@
+using System.Runtime.InteropServices;
+using VirtioGpuHost.Device.Wire;
+using VirtioGpuHost.GuestMemory;
+
+namespace VirtioGpuHost.Device;
+
+// RESOURCE_CREATE_2D, RESOURCE_UNREF, ATTACH/DETACH_BACKING, TRANSFER_TO_HOST_2D.
+public sealed partial class GpuDevice
+{
+    private GpuResponse ResourceCreate2D(GpuRequest r)
+    {
+        const string cmd = "RESOURCE_CREATE_2D";
+        if (!r.TryRead<VirtioGpuResourceCreate2D>(out var c)) return Short(r, cmd, 40);
+        if (c.ResourceId == 0) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, "resource_id 0 is reserved");
+        if (_resources.ContainsKey(c.ResourceId)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} already exists");
+        if (!PixelFormats.IsSupported(c.Format)) return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: format {(uint)c.Format} is not a virtio-gpu format");
+        if (c.Width == 0 || c.Height == 0 || c.Width > VirtioGpuLimits.MaxResourceDimension || c.Height > VirtioGpuLimits.MaxResourceDimension)
+            return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: size {c.Width}x{c.Height} must be 1..{VirtioGpuLimits.MaxResourceDimension} in each dimension");
+        ulong bytes = (ulong)c.Width * c.Height * PixelFormats.BytesPerPixel;
+        if (_resources.Count >= _options.MaxResources)
+            return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"resource_id {c.ResourceId}: limit of {_options.MaxResources} resources reached");
+        if (bytes > _options.MaxHostMemory - _hostMemoryInUse)
+            return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"resource_id {c.ResourceId}: {bytes} bytes would exceed the host memory limit ({_hostMemoryInUse} of {_options.MaxHostMemory} in use)");
+        MemoryBlock memory;
+        try
+        {
+            memory = MappedBlock.CreateMemFd($"vgh-{Name}-res{c.ResourceId}", bytes);
+        }
+        catch (IOException e)
+        {
+            return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"resource_id {c.ResourceId}: host allocation of {bytes} bytes failed: {e.Message}");
+        }
+        _resources.Add(c.ResourceId, new Resource2D(c.ResourceId, c.Format, c.Width, c.Height, memory));
+        _hostMemoryInUse += bytes;
+        return GpuResponse.Ok;
+    }
+
+    private GpuResponse ResourceUnref(GpuRequest r)
+    {
+        const string cmd = "RESOURCE_UNREF";
+        if (!r.TryRead<VirtioGpuResourceRef>(out var c)) return Short(r, cmd, 32);
+        if (!_resources.Remove(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        for (uint i = 0; i < _scanouts.Length; i++)
+        {
+            if (_scanouts[i].Resource == res) DisableScanout(i);
+        }
+        _hostMemoryInUse -= res.SizeBytes;
+        res.Dispose();
+        return GpuResponse.Ok;
+    }
+
+    private GpuResponse AttachBacking(GpuRequest r)
+    {
+        const string cmd = "RESOURCE_ATTACH_BACKING";
+        if (!r.TryRead<VirtioGpuResourceAttachBacking>(out var c)) return Short(r, cmd, 32);
+        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (res.Backing is not null) return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId} already has backing");
+        if (c.NrEntries > VirtioGpuLimits.MaxBackingEntries)
+            return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: nr_entries {c.NrEntries} exceeds {VirtioGpuLimits.MaxBackingEntries}");
+        int needed = 32 + (int)c.NrEntries * 16;
+        if (r.Bytes.Length < needed) return Short(r, cmd, needed);
+        var entries = MemoryMarshal.Cast<byte, VirtioGpuMemEntry>(r.Bytes.AsSpan(32, (int)c.NrEntries * 16)).ToArray();
+        var memory = _memory();
+        var slices = new List<MemorySlice>();
+        for (int i = 0; i < entries.Length; i++)
+        {
+            slices.Clear();
+            if (entries[i].Length > 0 && !memory.TryGetSlices(new GuestAddress(entries[i].Address), entries[i].Length, slices))
+                return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: entry {i} (addr 0x{entries[i].Address:x} length {entries[i].Length}) is not in guest memory");
+        }
+        res.Backing = entries;
+        return GpuResponse.Ok;
+    }
+
+    private GpuResponse DetachBacking(GpuRequest r)
+    {
+        const string cmd = "RESOURCE_DETACH_BACKING";
+        if (!r.TryRead<VirtioGpuResourceRef>(out var c)) return Short(r, cmd, 32);
+        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} has no backing");
+        res.Backing = null;
+        return GpuResponse.Ok;
+    }
+
+    private GpuResponse TransferToHost2D(GpuRequest r)
+    {
+        const string cmd = "TRANSFER_TO_HOST_2D";
+        if (!r.TryRead<VirtioGpuTransferToHost2D>(out var c)) return Short(r, cmd, 56);
+        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} has no backing");
+        if (!c.Rect.FitsIn(res.Width, res.Height))
+            return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: rect {c.Rect} is outside the {res.Width}x{res.Height} resource");
+        if (c.Rect.IsEmpty) return GpuResponse.Ok;
+
+        // Row h of the rect is read at offset + stride*h in the backing (QEMU's rule; the
+        // Linux driver puts y*stride + x*4 in offset). Check the last byte before copying.
+        ulong rowBytes = (ulong)c.Rect.Width * PixelFormats.BytesPerPixel;
+        ulong lastEnd;
+        try { lastEnd = checked(c.Offset + (ulong)res.Stride * (c.Rect.Height - 1) + rowBytes); }
+        catch (OverflowException) { return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: offset 0x{c.Offset:x} overflows"); }
+        ulong backingLength = res.BackingLength;
+        if (lastEnd > backingLength)
+            return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: rect {c.Rect} at offset 0x{c.Offset:x} reads up to byte {lastEnd} of a {backingLength}-byte backing");
+
+        var backing = BackingView.Resolve(_memory(), res.Backing);
+        if (backing is null)
+            return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId}: its backing is no longer in guest memory");
+
+        ulong dst = (ulong)c.Rect.Y * res.Stride + (ulong)c.Rect.X * PixelFormats.BytesPerPixel;
+        if (rowBytes == res.Stride)
+        {
+            // Whole rows: source and destination are both contiguous.
+            backing.CopyTo(c.Offset, res.Memory.AsSpan(dst, checked((int)(rowBytes * c.Rect.Height))));
+        }
+        else
+        {
+            for (uint h = 0; h < c.Rect.Height; h++)
+                backing.CopyTo(c.Offset + (ulong)res.Stride * h, res.Memory.AsSpan(dst + (ulong)res.Stride * h, (int)rowBytes));
+        }
+        BytesTransferred += rowBytes * c.Rect.Height;
+        return GpuResponse.Ok;
+    }
+
+    /// <summary>Bytes copied from guest memory into resources so far.</summary>
+    public ulong BytesTransferred { get; private set; }
+}

@@ -1,0 +1,233 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using VirtioGpuHost.Device.Display;
+using VirtioGpuHost.Device.Edid;
+using VirtioGpuHost.Device.Wire;
+using VirtioGpuHost.GuestMemory;
+
+namespace VirtioGpuHost.Device;
+
+/// <summary>
+/// The virtio-gpu 2D device (virtio 1.x §5.7): resources, backing, scanouts, cursor,
+/// display info and EDID. Each control command executes into a <see cref="GpuResponse"/>;
+/// every invalid request gets the spec's error response and one log line naming the
+/// connection and the field, and never changes other state. Single-threaded: the
+/// connection's event loop calls it.
+/// </summary>
+public sealed partial class GpuDevice : IDisposable
+{
+    private readonly GpuDeviceOptions _options;
+    private readonly ILogger _log;
+    private readonly Func<IGuestMemory> _memory;
+    private readonly Dictionary<uint, Resource2D> _resources = new();
+    private readonly Scanout[] _scanouts = new Scanout[VirtioGpuLimits.MaxScanouts];
+    private IGpuDisplay _display = NullDisplay.Instance;
+    private ulong _hostMemoryInUse;
+    private ulong _ackedFeatures;
+    private uint _eventsRead;
+
+    public GpuDevice(GpuDeviceOptions options, ILogger logger, string connectionName, Func<IGuestMemory> memory)
+    {
+        options.Validate();
+        _options = options;
+        _log = logger;
+        _memory = memory;
+        Name = connectionName;
+        Errors = new GuestErrorLog(logger, connectionName);
+    }
+
+    /// <summary>The connection's name, used in every log line.</summary>
+    public string Name { get; }
+
+    public GuestErrorLog Errors { get; }
+
+    public GpuDeviceOptions Options => _options;
+
+    /// <summary>virtio-gpu features this device offers.</summary>
+    public ulong OfferedFeatures => _options.Edid ? VirtioGpuFeatures.Edid : 0;
+
+    public ulong AckedFeatures => _ackedFeatures;
+
+    /// <summary>Where scanouts are presented; NullDisplay until one is attached.</summary>
+    public IGpuDisplay Display
+    {
+        get => _display;
+        set
+        {
+            _display = value ?? NullDisplay.Instance;
+            // A new display starts blank: show it every enabled scanout again.
+            for (uint i = 0; i < _scanouts.Length; i++)
+            {
+                var s = _scanouts[i];
+                if (s.Resource is null) continue;
+                _display.ScanoutChanged(i, s.Resource.Surface, s.Source);
+                _display.ScanoutFlushed(i, s.Resource.Surface, s.Source, new VirtioGpuRect(0, 0, s.Source.Width, s.Source.Height));
+            }
+        }
+    }
+
+    public IReadOnlyDictionary<uint, Resource2D> Resources => _resources;
+    public ulong HostMemoryInUse => _hostMemoryInUse;
+
+    /// <summary>The resource and source rect a scanout shows (null resource = disabled).</summary>
+    public Scanout GetScanout(uint id) => _scanouts[id];
+
+    public long CommandsExecuted { get; private set; }
+
+    public void AcknowledgeFeatures(ulong features) => _ackedFeatures = features & OfferedFeatures;
+
+    /// <summary>Raises VIRTIO_GPU_EVENT_DISPLAY in events_read (the front-end delivers the config interrupt).</summary>
+    public void RaiseDisplayEvent() => _eventsRead |= VirtioGpuConfig.EventDisplay;
+
+    // ---- config space (virtio 1.x §5.7.4) ----
+
+    public VirtioGpuConfig Config => new()
+    {
+        EventsRead = _eventsRead,
+        EventsClear = 0,
+        NumScanouts = (uint)_options.Scanouts,
+        NumCapsets = 0,
+    };
+
+    public bool ReadConfig(uint offset, Span<byte> data)
+    {
+        var cfg = Config;
+        var bytes = MemoryMarshal.AsBytes(new ReadOnlySpan<VirtioGpuConfig>(in cfg));
+        if (offset > bytes.Length || (uint)data.Length > bytes.Length - offset) return false;
+        bytes.Slice((int)offset, data.Length).CopyTo(data);
+        return true;
+    }
+
+    public bool WriteConfig(uint offset, ReadOnlySpan<byte> data)
+    {
+        // Only events_clear (offset 4) is writable: write-1-to-clear bits of events_read.
+        const int size = 16;
+        if (offset > size || (uint)data.Length > size - offset) return false;
+        for (int i = 0; i < data.Length; i++)
+        {
+            uint pos = offset + (uint)i;
+            if (pos is >= 4 and < 8) _eventsRead &= ~((uint)data[i] << (int)(8 * (pos - 4)));
+        }
+        return true;
+    }
+
+    /// <summary>Device reset: every resource, scanout and the cursor go; the display is told.</summary>
+    public void Reset()
+    {
+        for (uint i = 0; i < _scanouts.Length; i++) DisableScanout(i);
+        foreach (var r in _resources.Values) r.Dispose();
+        _resources.Clear();
+        _hostMemoryInUse = 0;
+        _eventsRead = 0;
+        _ackedFeatures = 0;
+    }
+
+    public void Dispose() => Reset();
+
+    /// <summary>Executes one control-queue command.</summary>
+    public GpuResponse Execute(GpuRequest request)
+    {
+        CommandsExecuted++;
+        if (!request.HasHeader)
+            return Fail(VirtioGpuCtrlType.ErrInvalidParameter, "request", $"only {request.Bytes.Length} bytes, shorter than the 24-byte header");
+        var type = request.Header.Type;
+        return type switch
+        {
+            VirtioGpuCtrlType.GetDisplayInfo => GetDisplayInfo(),
+            VirtioGpuCtrlType.GetEdid => GetEdid(request),
+            VirtioGpuCtrlType.ResourceCreate2D => ResourceCreate2D(request),
+            VirtioGpuCtrlType.ResourceUnref => ResourceUnref(request),
+            VirtioGpuCtrlType.ResourceAttachBacking => AttachBacking(request),
+            VirtioGpuCtrlType.ResourceDetachBacking => DetachBacking(request),
+            VirtioGpuCtrlType.SetScanout => SetScanout(request),
+            VirtioGpuCtrlType.ResourceFlush => ResourceFlush(request),
+            VirtioGpuCtrlType.TransferToHost2D => TransferToHost2D(request),
+            VirtioGpuCtrlType.GetCapsetInfo => Fail(VirtioGpuCtrlType.ErrInvalidParameter, "GET_CAPSET_INFO", "capset_index out of range: this device has no capsets"),
+            VirtioGpuCtrlType.GetCapset => Fail(VirtioGpuCtrlType.ErrInvalidParameter, "GET_CAPSET", "this device has no capsets"),
+            VirtioGpuCtrlType.UpdateCursor or VirtioGpuCtrlType.MoveCursor =>
+                Fail(VirtioGpuCtrlType.ErrUnspec, type.ToString(), "cursor commands belong on the cursor queue"),
+            >= VirtioGpuCtrlType.GetDisplayInfo and <= VirtioGpuCtrlType.ResourceUnmapBlob =>
+                Fail(VirtioGpuCtrlType.ErrUnspec, type.ToString(), "not supported: its feature (3D, blob, UUID, context) was not offered"),
+            _ => Fail(VirtioGpuCtrlType.ErrUnspec, "request", $"unknown command type 0x{(uint)type:x}"),
+        };
+    }
+
+    private GpuResponse Fail(VirtioGpuCtrlType error, string command, string detail)
+    {
+        Errors.Report(command, detail);
+        return GpuResponse.Error(error);
+    }
+
+    private GpuResponse Short(GpuRequest r, string command, int needed) =>
+        Fail(VirtioGpuCtrlType.ErrUnspec, command, $"request is {r.Bytes.Length} bytes, shorter than the command ({needed} bytes)");
+
+    private bool IsValidScanout(uint id) => _display.OwnsOutputCount ? id < VirtioGpuLimits.MaxScanouts : id < (uint)_options.Scanouts;
+
+    // ---- display info and EDID ----
+
+    private GpuResponse GetDisplayInfo()
+    {
+        var query = _display.QueryDisplayInfo();
+        if (query is null) return OwnDisplayInfo();
+        return GpuResponse.Later(new DeferredResponse(query, reply =>
+        {
+            if (reply is { Length: VirtioGpuResponseSizes.DisplayInfo } &&
+                BinaryPrimitives.ReadUInt32LittleEndian(reply) == (uint)VirtioGpuCtrlType.OkDisplayInfo)
+            {
+                return GpuResponse.WithBody(VirtioGpuCtrlType.OkDisplayInfo, reply.AsSpan(VirtioGpuCtrlHeader.Size).ToArray());
+            }
+            _log.LogDebug("{Conn}: display gave no usable display info; answering from the configured modes", Name);
+            return OwnDisplayInfo();
+        }));
+    }
+
+    /// <summary>GET_DISPLAY_INFO answered from the configured scanouts and modes.</summary>
+    public GpuResponse OwnDisplayInfo()
+    {
+        var body = new byte[VirtioGpuResponseSizes.DisplayInfo - VirtioGpuCtrlHeader.Size];
+        for (int i = 0; i < _options.Scanouts; i++)
+        {
+            var m = _options.ModeFor(i);
+            var one = new VirtioGpuDisplayOne { Rect = new VirtioGpuRect(0, 0, m.Width, m.Height), Enabled = 1 };
+            MemoryMarshal.Write(body.AsSpan(i * 24), in one);
+        }
+        return GpuResponse.WithBody(VirtioGpuCtrlType.OkDisplayInfo, body);
+    }
+
+    private GpuResponse GetEdid(GpuRequest r)
+    {
+        if ((_ackedFeatures & VirtioGpuFeatures.Edid) == 0)
+            return Fail(VirtioGpuCtrlType.ErrUnspec, "GET_EDID", "VIRTIO_GPU_F_EDID was not negotiated");
+        if (!r.TryRead<VirtioGpuGetEdid>(out var c)) return Short(r, "GET_EDID", 32);
+        if (!IsValidScanout(c.Scanout))
+            return Fail(VirtioGpuCtrlType.ErrInvalidScanoutId, "GET_EDID", $"scanout {c.Scanout} does not exist");
+        var query = _display.QueryEdid(c.Scanout);
+        if (query is null) return OwnEdid(c.Scanout);
+        uint scanout = c.Scanout;
+        return GpuResponse.Later(new DeferredResponse(query, reply =>
+        {
+            if (reply is { Length: VirtioGpuResponseSizes.Edid } &&
+                BinaryPrimitives.ReadUInt32LittleEndian(reply) == (uint)VirtioGpuCtrlType.OkEdid &&
+                BinaryPrimitives.ReadUInt32LittleEndian(reply.AsSpan(24)) is > 0 and <= VirtioGpuResponseSizes.EdidBytes)
+            {
+                return GpuResponse.WithBody(VirtioGpuCtrlType.OkEdid, reply.AsSpan(VirtioGpuCtrlHeader.Size).ToArray());
+            }
+            return OwnEdid(scanout);
+        }));
+    }
+
+    /// <summary>GET_EDID answered with an EDID generated for the scanout's configured mode.</summary>
+    public GpuResponse OwnEdid(uint scanout)
+    {
+        var m = _options.ModeFor((int)scanout);
+        var edid = EdidBuilder.Build(Math.Min(m.Width, 4095), Math.Min(m.Height, 4095), Math.Clamp(m.RefreshHz, 24, 240), serial: scanout);
+        var body = new byte[VirtioGpuResponseSizes.Edid - VirtioGpuCtrlHeader.Size];
+        BinaryPrimitives.WriteUInt32LittleEndian(body, (uint)edid.Length);
+        edid.CopyTo(body.AsSpan(8));
+        return GpuResponse.WithBody(VirtioGpuCtrlType.OkEdid, body);
+    }
+}
+
+/// <summary>What one scanout shows.</summary>
+public readonly record struct Scanout(Resource2D? Resource, VirtioGpuRect Source);

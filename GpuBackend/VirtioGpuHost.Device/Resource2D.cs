@@ -1,0 +1,44 @@
+using VirtioGpuHost.Device.Display;
+using VirtioGpuHost.Device.Wire;
+using VirtioGpuHost.GuestMemory;
+
+namespace VirtioGpuHost.Device;
+
+/// <summary>
+/// A 2D resource: the host copy of the pixels (a memfd, so it can be shared with a
+/// compositor or another process as a dma-buf-like surface) and the guest pages that back
+/// it, kept as guest addresses and resolved in the current memory at each transfer (never
+/// as host pointers that could dangle after a memory table change).
+/// </summary>
+public sealed class Resource2D : IDisposable
+{
+    public Resource2D(uint id, VirtioGpuFormat format, uint width, uint height, MemoryBlock memory)
+    {
+        Id = id;
+        Format = format;
+        Width = width;
+        Height = height;
+        Stride = width * PixelFormats.BytesPerPixel;
+        Memory = memory;
+        Surface = new GpuSurface(memory, 0, width, height, Stride, format);
+    }
+
+    public uint Id { get; }
+    public VirtioGpuFormat Format { get; }
+    public uint Width { get; }
+    public uint Height { get; }
+    public uint Stride { get; }
+    public MemoryBlock Memory { get; }
+    public GpuSurface Surface { get; }
+
+    public ulong SizeBytes => (ulong)Stride * Height;
+
+    /// <summary>ATTACH_BACKING's scatter list, or null when the resource has no backing.</summary>
+    public VirtioGpuMemEntry[]? Backing { get; set; }
+
+    public ulong BackingLength => Backing is null ? 0 : Backing.Aggregate(0UL, (s, e) => s + e.Length);
+
+    public void Dispose() => Memory.Release();
+
+    public override string ToString() => $"resource {Id} ({Width}x{Height} {Format})";
+}

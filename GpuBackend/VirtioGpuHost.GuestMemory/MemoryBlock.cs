@@ -1,0 +1,106 @@
+using System.Runtime.InteropServices;
+using VirtioGpuHost.Interop;
+
+namespace VirtioGpuHost.GuestMemory;
+
+/// <summary>
+/// A range of native memory with a reference count: it is freed (unmapped) only when the
+/// last holder releases it, so a reader that took a reference never touches unmapped pages.
+/// </summary>
+public abstract class MemoryBlock
+{
+    private int _refs = 1;
+
+    protected MemoryBlock(nint address, ulong length)
+    {
+        Address = address;
+        Length = length;
+    }
+
+    public nint Address { get; }
+    public ulong Length { get; }
+
+    /// <summary>The fd behind this memory, if it can be shared with another process.</summary>
+    public virtual FdHandle? Fd => null;
+
+    /// <summary>Offset of <see cref="Address"/> within <see cref="Fd"/>.</summary>
+    public virtual ulong FdOffset => 0;
+
+    public MemoryBlock AddRef()
+    {
+        if (Interlocked.Increment(ref _refs) <= 1) throw new ObjectDisposedException(GetType().Name);
+        return this;
+    }
+
+    public void Release()
+    {
+        int n = Interlocked.Decrement(ref _refs);
+        if (n == 0) Free();
+        else if (n < 0) throw new InvalidOperationException("memory block released too often");
+    }
+
+    protected abstract void Free();
+
+    public unsafe Span<byte> AsSpan(ulong offset, int length)
+    {
+        if (offset > Length || (ulong)length > Length - offset) throw new ArgumentOutOfRangeException(nameof(offset));
+        return new Span<byte>((byte*)Address + offset, length);
+    }
+}
+
+/// <summary>Memory mapped from an fd (guest RAM regions, memfd-backed host buffers).</summary>
+public sealed class MappedBlock : MemoryBlock
+{
+    private readonly MappedMemory _mapping;
+    private readonly FdHandle _fd;
+    private readonly ulong _fdOffset;
+
+    private MappedBlock(MappedMemory mapping, FdHandle fd, ulong fdOffset) : base(mapping.Address, mapping.Length)
+    {
+        _mapping = mapping;
+        _fd = fd;
+        _fdOffset = fdOffset;
+    }
+
+    public override FdHandle? Fd => _fd;
+    public override ulong FdOffset => _fdOffset;
+
+    /// <summary>Maps [offset, offset+length) of <paramref name="fd"/>; the block takes ownership of the fd.</summary>
+    public static MappedBlock Map(FdHandle fd, ulong offset, ulong length)
+    {
+        ulong fileSize = MemFd.GetSize(fd);
+        if (offset > fileSize || length > fileSize - offset)
+            throw new ArgumentException($"range [0x{offset:x}, +0x{length:x}) lies beyond the end of the file (0x{fileSize:x} bytes)");
+        return new MappedBlock(MappedMemory.Map(fd, offset, length), fd, offset);
+    }
+
+    /// <summary>A fresh memfd of <paramref name="length"/> bytes, mapped (zero-filled).</summary>
+    public static MappedBlock CreateMemFd(string name, ulong length)
+    {
+        var fd = MemFd.Create(name, length);
+        try { return new MappedBlock(MappedMemory.Map(fd, 0, length), fd, 0); }
+        catch { fd.Dispose(); throw; }
+    }
+
+    protected override void Free()
+    {
+        _mapping.Dispose();
+        _fd.Dispose();
+    }
+}
+
+/// <summary>Plain zeroed native memory (tests' fake guest RAM, scratch buffers).</summary>
+public sealed unsafe class NativeBlock : MemoryBlock
+{
+    private NativeBlock(nint address, ulong length) : base(address, length) { }
+
+    public static NativeBlock Allocate(ulong length)
+    {
+        if (length == 0) throw new ArgumentOutOfRangeException(nameof(length));
+        void* p = NativeMemory.AlignedAlloc((nuint)length, 4096);
+        NativeMemory.Clear(p, (nuint)length);
+        return new NativeBlock((nint)p, length);
+    }
+
+    protected override void Free() => NativeMemory.AlignedFree((void*)Address);
+}

@@ -1,0 +1,335 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using Microsoft.Extensions.Logging;
+using VirtioGpuHost.GuestMemory;
+using VirtioGpuHost.Interop;
+using VirtioGpuHost.VhostUser.Transport;
+using VirtioGpuHost.VhostUser.Wire;
+
+namespace VirtioGpuHost.VhostUser.Display;
+
+/// <summary>
+/// The back-end's end of the vhost-user-gpu display socket (GPU_SET_SOCKET). Requests go
+/// out through a non-blocking queue drained by the event loop, so a slow or stuck display
+/// never blocks the loop (QEMU may itself be waiting for a vhost-user reply from us).
+/// Replies are matched in order to the requests that expect one. Everything runs on the
+/// connection's event loop thread.
+/// </summary>
+public sealed class DisplaySocketClient : IDisposable
+{
+    /// <summary>How long a request waits for its reply (QEMU never answers some, e.g. GET_EDID for a scanout it lacks).</summary>
+    public static TimeSpan ReplyTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Above this many queued bytes the device should stop producing until <see cref="Drained"/>.</summary>
+    public const long BackpressureBytes = 32L << 20;
+
+    private readonly FdHandle _socket;
+    private readonly EventLoop _loop;
+    private readonly ILogger _log;
+    private readonly string _name;
+    private readonly IDisposable _watch;
+    private readonly Queue<OutgoingMessage> _out = new();
+    private readonly Queue<PendingReply> _pending = new();
+    private readonly byte[] _in = new byte[VhostUserHeader.Length + GpuDisplayWire.MaxReplySize];
+    private int _inLength;
+    private long _queuedBytes;
+    private bool _closed;
+
+    public DisplaySocketClient(FdHandle socket, EventLoop loop, ILogger logger, string connectionName)
+    {
+        _socket = socket;
+        _loop = loop;
+        _log = logger;
+        _name = connectionName;
+        socket.SetNonBlocking(true);
+        UnixSocket.TrySetSendBuffer(socket, 4 << 20);
+        _watch = loop.Watch(socket, Wanted, OnReady);
+    }
+
+    /// <summary>The features agreed with the display (set after <see cref="NegotiateAsync"/>).</summary>
+    public GpuDisplayProtocolFeatures Features { get; private set; }
+
+    public bool IsClosed => _closed;
+
+    /// <summary>Bytes waiting to be written.</summary>
+    public long QueuedBytes => _queuedBytes;
+
+    /// <summary>True while the output queue holds zero-copy data or more than <see cref="BackpressureBytes"/>.</summary>
+    public bool IsBackpressured => !_closed && (_queuedBytes > BackpressureBytes || _out.Any(m => m.Segments.Length > 0));
+
+    /// <summary>Raised (on the loop) when the output queue empties or the socket closes.</summary>
+    public event Action? Drained;
+
+    /// <summary>Raised once when the display side goes away.</summary>
+    public event Action? Closed;
+
+    /// <summary>GET_PROTOCOL_FEATURES then SET_PROTOCOL_FEATURES (what both sides support among <paramref name="wanted"/>).</summary>
+    public async Task<GpuDisplayProtocolFeatures> NegotiateAsync(GpuDisplayProtocolFeatures wanted)
+    {
+        var reply = await RequestAsync(GpuDisplayRequest.GetProtocolFeatures, [], 8).ConfigureAwait(true);
+        if (reply is null) return Features = GpuDisplayProtocolFeatures.None;
+        var offered = (GpuDisplayProtocolFeatures)BinaryPrimitives.ReadUInt64LittleEndian(reply);
+        Features = offered & wanted;
+        var payload = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(payload, (ulong)Features);
+        Send(GpuDisplayRequest.SetProtocolFeatures, payload);
+        _log.LogInformation("{Conn}: display socket: display offers {Offered}, using {Used}", _name, offered, Features);
+        return Features;
+    }
+
+    /// <summary>GET_DISPLAY_INFO: the 408-byte virtio_gpu_resp_display_info, or null if the display went away or timed out.</summary>
+    public Task<byte[]?> GetDisplayInfoAsync() => RequestAsync(GpuDisplayRequest.GetDisplayInfo, [], GpuDisplayWire.DisplayInfoReplySize);
+
+    /// <summary>GET_EDID: the 1056-byte virtio_gpu_resp_edid, or null.</summary>
+    public Task<byte[]?> GetEdidAsync(uint scanoutId)
+    {
+        var p = new byte[GpuDisplayWire.EdidRequestSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(p, scanoutId);
+        return RequestAsync(GpuDisplayRequest.GetEdid, p, GpuDisplayWire.EdidReplySize);
+    }
+
+    /// <summary>SCANOUT: width 0 disables the scanout.</summary>
+    public void SendScanout(uint scanoutId, uint width, uint height)
+    {
+        var p = new byte[GpuDisplayWire.ScanoutSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(p, scanoutId);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), width);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(8), height);
+        Send(GpuDisplayRequest.Scanout, p);
+    }
+
+    /// <summary>
+    /// UPDATE with x8r8g8b8 pixels, stride width*4. The pixels are sent straight from
+    /// <paramref name="rows"/> (no copy); <paramref name="keepAlive"/> is held until they are
+    /// written and released after, so the memory cannot be freed under the socket.
+    /// </summary>
+    public void SendUpdate(uint scanoutId, uint x, uint y, uint width, uint height, IoSegment[] rows, MemoryBlock? keepAlive)
+    {
+        long pixels = 0;
+        foreach (var r in rows) pixels += r.Length;
+        if (pixels != (long)width * height * 4) throw new ArgumentException("update rows do not add up to width*height*4 bytes");
+        var head = GC.AllocateUninitializedArray<byte>(VhostUserHeader.Length + GpuDisplayWire.UpdateHeaderSize, pinned: true);
+        // Every field is written: the C back-ends send uninitialised flags here.
+        new VhostUserHeader((uint)GpuDisplayRequest.Update, 0, checked((uint)(GpuDisplayWire.UpdateHeaderSize + pixels))).Write(head);
+        var u = head.AsSpan(VhostUserHeader.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(u, scanoutId);
+        BinaryPrimitives.WriteUInt32LittleEndian(u[4..], x);
+        BinaryPrimitives.WriteUInt32LittleEndian(u[8..], y);
+        BinaryPrimitives.WriteUInt32LittleEndian(u[12..], width);
+        BinaryPrimitives.WriteUInt32LittleEndian(u[16..], height);
+        keepAlive?.AddRef();
+        Enqueue(new OutgoingMessage(head, rows, keepAlive));
+    }
+
+    public void SendCursorPos(uint scanoutId, uint x, uint y, bool hide)
+    {
+        var p = new byte[GpuDisplayWire.CursorPosSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(p, scanoutId);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), x);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(8), y);
+        Send(hide ? GpuDisplayRequest.CursorPosHide : GpuDisplayRequest.CursorPos, p);
+    }
+
+    /// <summary>CURSOR_UPDATE: position, hotspot and 64x64 ARGB8888 pixels (native u32s).</summary>
+    public void SendCursorUpdate(uint scanoutId, uint x, uint y, uint hotX, uint hotY, ReadOnlySpan<byte> argb64x64)
+    {
+        if (argb64x64.Length != GpuDisplayWire.CursorSize * GpuDisplayWire.CursorSize * 4) throw new ArgumentException("cursor image must be 64x64x4 bytes");
+        var p = new byte[GpuDisplayWire.CursorUpdateSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(p, scanoutId);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), x);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(8), y);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(12), hotX);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(16), hotY);
+        argb64x64.CopyTo(p.AsSpan(20));
+        Send(GpuDisplayRequest.CursorUpdate, p);
+    }
+
+    private void Send(GpuDisplayRequest request, ReadOnlySpan<byte> payload)
+    {
+        var buf = GC.AllocateUninitializedArray<byte>(VhostUserHeader.Length + payload.Length, pinned: true);
+        new VhostUserHeader((uint)request, 0, (uint)payload.Length).Write(buf);
+        payload.CopyTo(buf.AsSpan(VhostUserHeader.Length));
+        Enqueue(new OutgoingMessage(buf, [], null));
+    }
+
+    private Task<byte[]?> RequestAsync(GpuDisplayRequest request, ReadOnlySpan<byte> payload, int replySize)
+    {
+        if (_closed) return Task.FromResult<byte[]?>(null);
+        var pending = new PendingReply(request, replySize);
+        _pending.Enqueue(pending);
+        Send(request, payload);
+        // On timeout the request is abandoned: the caller gets null, and a late reply (or
+        // the reply to a later request, proving none will come) removes it from the queue.
+        var timer = _loop.Schedule(ReplyTimeout, () =>
+        {
+            if (pending.Completion.Task.IsCompleted) return;
+            pending.Abandoned = true;
+            _log.LogWarning("{Conn}: display socket: no reply to {Request} within {Ms} ms", _name, request, ReplyTimeout.TotalMilliseconds);
+            pending.Completion.TrySetResult(null);
+        });
+        pending.Completion.Task.ContinueWith(_ => timer.Dispose(), TaskScheduler.Default);
+        return pending.Completion.Task;
+    }
+
+    private void Enqueue(OutgoingMessage m)
+    {
+        if (_closed)
+        {
+            m.Release();
+            return;
+        }
+        _out.Enqueue(m);
+        _queuedBytes += m.Remaining;
+        Flush(); // write what fits now; the rest goes when the socket is writable
+    }
+
+    private PollEvents Wanted() => _closed ? PollEvents.None : PollEvents.In | (_out.Count > 0 ? PollEvents.Out : PollEvents.None);
+
+    private void OnReady(PollEvents ready)
+    {
+        if ((ready & PollEvents.Out) != 0) Flush();
+        if ((ready & (PollEvents.In | PollEvents.HangUp | PollEvents.Error)) != 0 && !_closed) ReadReplies();
+    }
+
+    private void Flush()
+    {
+        bool hadOutput = _out.Count > 0;
+        try
+        {
+            while (_out.Count > 0 && !_closed)
+            {
+                var m = _out.Peek();
+                var status = m.SendSome(_socket, out long sent);
+                _queuedBytes -= sent;
+                if (status == IoStatus.Closed) { Close("the display closed the socket"); return; }
+                if (status == IoStatus.WouldBlock) return;
+                if (m.Remaining == 0)
+                {
+                    _out.Dequeue();
+                    m.Release();
+                }
+            }
+        }
+        catch (SyscallException e)
+        {
+            Close(e.Message);
+            return;
+        }
+        if (hadOutput && _out.Count == 0) Drained?.Invoke();
+    }
+
+    private void ReadReplies()
+    {
+        while (!_closed)
+        {
+            IoStatus status;
+            int n;
+            try
+            {
+                status = UnixSocket.Receive(_socket, _in.AsSpan(_inLength), null, out n);
+            }
+            catch (Exception e) when (e is IOException)
+            {
+                Close(e.Message);
+                return;
+            }
+            if (status == IoStatus.WouldBlock) return;
+            if (status == IoStatus.Closed) { Close("the display closed the socket"); return; }
+            _inLength += n;
+            ParseReplies();
+        }
+    }
+
+    private void ParseReplies()
+    {
+        while (_inLength >= VhostUserHeader.Length && !_closed)
+        {
+            var h = VhostUserHeader.Read(_in);
+            // Drop abandoned requests that this reply shows will never be answered.
+            while (_pending.TryPeek(out var head) && head.Abandoned && h.Request != (uint)head.Request) _pending.Dequeue();
+            if (!_pending.TryPeek(out var p) || h.Request != (uint)p.Request)
+            {
+                Close($"unexpected message {h.Request} (size {h.Size}) from the display while waiting for {(_pending.Count > 0 ? _pending.Peek().Request : "nothing")}");
+                return;
+            }
+            if (h.Size != p.Size)
+            {
+                Close($"reply to {p.Request} has size {h.Size}, expected {p.Size}");
+                return;
+            }
+            int total = VhostUserHeader.Length + (int)h.Size;
+            if (_inLength < total) return;
+            var payload = _in.AsSpan(VhostUserHeader.Length, (int)h.Size).ToArray();
+            _in.AsSpan(total, _inLength - total).CopyTo(_in);
+            _inLength -= total;
+            _pending.Dequeue();
+            p.Completion.TrySetResult(payload);
+        }
+    }
+
+    private void Close(string reason)
+    {
+        if (_closed) return;
+        _closed = true;
+        _log.LogInformation("{Conn}: display socket closed: {Reason}", _name, reason);
+        while (_pending.TryDequeue(out var p)) p.Completion.TrySetResult(null);
+        while (_out.TryDequeue(out var m)) m.Release();
+        _queuedBytes = 0;
+        _watch.Dispose();
+        _socket.Dispose();
+        Closed?.Invoke();
+        Drained?.Invoke();
+    }
+
+    public void Dispose() => Close("display socket replaced or connection ended");
+
+    private sealed class PendingReply(GpuDisplayRequest request, int size)
+    {
+        public GpuDisplayRequest Request { get; } = request;
+        public int Size { get; } = size;
+        public bool Abandoned { get; set; }
+        // Continuations run on the event loop through its SynchronizationContext, never inline.
+        public TaskCompletionSource<byte[]?> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>A message being written: a pinned head (header + small payload) plus optional zero-copy segments.</summary>
+    private sealed class OutgoingMessage(byte[] head, IoSegment[] segments, MemoryBlock? keepAlive)
+    {
+        private long _offset;
+        private readonly long _total = head.Length + segments.Sum(s => (long)s.Length);
+
+        public IoSegment[] Segments { get; } = segments;
+        public long Remaining => _total - _offset;
+
+        public IoStatus SendSome(FdHandle socket, out long sent)
+        {
+            nint h = System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(head, 0);
+            {
+                // Build the iovec list from the current offset.
+                var list = ArrayPool<IoSegment>.Shared.Rent(Segments.Length + 1);
+                try
+                {
+                    int count = 0;
+                    long skip = _offset;
+                    if (skip < head.Length) list[count++] = new IoSegment(h + (nint)skip, (nint)(head.Length - skip));
+                    skip = Math.Max(0, skip - head.Length);
+                    foreach (var s in Segments)
+                    {
+                        if (skip >= s.Length) { skip -= s.Length; continue; }
+                        list[count++] = new IoSegment(s.Address + (nint)skip, s.Length - (nint)skip);
+                        skip = 0;
+                    }
+                    var status = UnixSocket.SendVector(socket, list.AsSpan(0, count), default, out sent);
+                    _offset += sent;
+                    return status;
+                }
+                finally
+                {
+                    ArrayPool<IoSegment>.Shared.Return(list);
+                }
+            }
+        }
+
+        public void Release() => keepAlive?.Release();
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the tests need on Debian 12, idempotently:
+#  - Debian packages: QEMU (the C back-end peer and the QEMU 10 runtime libraries),
+#    busybox/gcc for the guest initramfs, edid-decode to validate our EDIDs;
+#  - the qemu-guest-e2e work directory (kernel + QEMU 10 from bookworm-backports),
+#    cached in $QE2E_WORKDIR (default .cache/qe2e).
+# Needs root (or password-less sudo) for apt; without it, it lists what is missing and
+# the tests that need those tools skip with a message.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PKGS="qemu-system-x86 qemu-system-gui seabios busybox-static python3 gcc libc6-dev edid-decode"
+missing=
+for p in $PKGS; do
+  dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  SUDO=
+  if [ "$(id -u)" != 0 ]; then
+    if sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+      echo "setup-deps: missing Debian packages:$missing (run as root: apt-get install$missing)" >&2
+      exit 1
+    fi
+  fi
+  echo "setup-deps: installing$missing" >&2
+  $SUDO apt-get -q update >/dev/null 2>&1
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 ||
+    { echo "setup-deps: apt-get install failed" >&2; exit 1; }
+fi
+mkdir -p "$ROOT/.cache"
+W=${QE2E_WORKDIR:-$ROOT/.cache/qe2e}
+if ! "$ROOT/tests/e2e/qemu-guest-e2e/setup.sh" "$W" > "$ROOT/.cache/qe2e-setup.log" 2>&1; then
+  echo "setup-deps: qemu-guest-e2e setup failed (see .cache/qe2e-setup.log); the QEMU guest tests will skip" >&2
+  exit 1
+fi
+exit 0
