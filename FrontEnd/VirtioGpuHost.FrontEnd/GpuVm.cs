@@ -18,6 +18,7 @@ public sealed class GpuVm : IDisposable
     private readonly GpuVmOptions _options;
     private readonly FdHandle?[] _kick = new FdHandle?[2], _call = new FdHandle?[2], _err = new FdHandle?[2];
     private BackendChannelServer? _backendChannel;
+    private bool _memoryAdded;
 
     private GpuVm(VhostUserFrontEnd frontEnd, GpuVmOptions options)
     {
@@ -117,8 +118,14 @@ public sealed class GpuVm : IDisposable
         var region = new MemoryRegionDescriptor(Ram.GuestBase.Value, Ram.Size, (ulong)Ram.Block.Address, 0);
         bool addMemReg = _options.MemoryMode == MemoryTableMode.AddMemReg ||
                          (_options.MemoryMode == MemoryTableMode.Auto && (fe.Protocol & VhostUserProtocolFeatures.ConfigureMemSlots) != 0);
-        bool ok = addMemReg ? fe.AddMemReg(region, Ram.Fd) : fe.SetMemTable([(region, Ram.Fd)]);
-        if (!ok) throw new InvalidOperationException("the back-end refused the guest memory");
+        // Like QEMU: SET_MEM_TABLE is sent at every start; with memory slots only the
+        // regions the back-end does not have yet are added (ours never change).
+        if (!addMemReg || !_memoryAdded)
+        {
+            bool ok = addMemReg ? fe.AddMemReg(region, Ram.Fd) : fe.SetMemTable([(region, Ram.Fd)]);
+            if (!ok) throw new InvalidOperationException("the back-end refused the guest memory");
+            _memoryAdded = true;
+        }
 
         foreach (var q in new[] { Control, Cursor })
         {

@@ -8,8 +8,10 @@ public enum BackendKind
 {
     /// <summary>Ours: `virtio-gpu-host -s PATH`.</summary>
     Ours,
-    /// <summary>QEMU's C back-end: `/usr/lib/qemu/vhost-user-gpu -s PATH`.</summary>
+    /// <summary>QEMU's C back-end from Debian 12 (QEMU 7.2): `/usr/lib/qemu/vhost-user-gpu -s PATH`.</summary>
     QemuC,
+    /// <summary>QEMU 10.0's C back-end from bookworm-backports (unpacked by the qemu-guest-e2e setup); offers EDID.</summary>
+    QemuC10,
 }
 
 /// <summary>
@@ -40,18 +42,22 @@ public sealed class BackendProcess : IDisposable
     public static BackendProcess Start(BackendKind kind, params string[] extraArgs)
     {
         if (kind == BackendKind.QemuC) Requires.File(TestPaths.CBackend, "QEMU's C back-end (Debian qemu-system-gui)");
+        if (kind == BackendKind.QemuC10) Requires.File(TestPaths.CBackend10, "QEMU 10's C back-end (qemu-guest-e2e setup)");
         var dir = new TempDir();
         string socket = dir.File("gpu.sock");
-        var psi = kind == BackendKind.Ours
-            ? new ProcessStartInfo("dotnet") { ArgumentList = { TestPaths.OurBackend } }
-            : new ProcessStartInfo(TestPaths.CBackend);
+        var psi = kind switch
+        {
+            BackendKind.Ours => new ProcessStartInfo("dotnet") { ArgumentList = { TestPaths.OurBackend } },
+            BackendKind.QemuC => new ProcessStartInfo(TestPaths.CBackend),
+            _ => new ProcessStartInfo(TestPaths.CBackend10),
+        };
         psi.ArgumentList.Add("-s");
         psi.ArgumentList.Add(socket);
         foreach (var a in extraArgs) psi.ArgumentList.Add(a);
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
         psi.UseShellExecute = false;
-        if (kind == BackendKind.QemuC) psi.Environment["G_MESSAGES_DEBUG"] = "all";
+        if (kind != BackendKind.Ours) psi.Environment["G_MESSAGES_DEBUG"] = "all";
         var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start " + psi.FileName);
         var b = new BackendProcess(kind, p, dir, socket);
         p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (b._output) b._output.AppendLine(e.Data); };

@@ -8,6 +8,12 @@ public static class TestPaths
     /// <summary>QEMU's C back-end from Debian's qemu-system-gui (the peer we compare against).</summary>
     public const string CBackend = "/usr/lib/qemu/vhost-user-gpu";
 
+    /// <summary>The qemu-guest-e2e work directory (kernel, QEMU 10), set up by scripts/setup-deps.sh.</summary>
+    public static string QemuE2EWorkDir => Environment.GetEnvironmentVariable("QE2E_WORKDIR") ?? Path.Combine(RepoRoot, ".cache", "qe2e");
+
+    /// <summary>QEMU 10.0's C back-end, unpacked from bookworm-backports by the e2e setup.</summary>
+    public static string CBackend10 => Path.Combine(QemuE2EWorkDir, "qemu10", "usr", "lib", "qemu", "vhost-user-gpu");
+
     /// <summary>Our `virtio-gpu-host` as built next to the tests (same configuration).</summary>
     public static string OurBackend
     {
@@ -27,6 +33,9 @@ public static class TestPaths
 
     private static string FindRepoRoot()
     {
+        var baked = typeof(TestPaths).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .Cast<System.Reflection.AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == "RepoRoot")?.Value;
+        if (baked is not null && File.Exists(Path.Combine(baked, "VirtioGpuHost.sln"))) return baked;
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "VirtioGpuHost.sln"))) dir = dir.Parent;
         return dir?.FullName ?? throw new DirectoryNotFoundException("VirtioGpuHost.sln not found above " + AppContext.BaseDirectory);
