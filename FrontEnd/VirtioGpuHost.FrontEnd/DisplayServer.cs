@@ -54,6 +54,7 @@ public sealed class DisplayServer : IDisposable
     private readonly List<DisplayUpdate> _updates = new();
     private readonly List<(GpuDisplayRequest Request, uint Flags, uint Size)> _log = new();
     private volatile bool _stopping;
+    private byte[] _rectBuffer = new byte[64 << 10];
 
     public DisplayServer(FdHandle socket, DisplayServerOptions? options = null)
     {
@@ -121,10 +122,17 @@ public sealed class DisplayServer : IDisposable
                 if (!ReadExactly(header)) break;
                 var h = VhostUserHeader.Read(header);
                 if (h.Size > _options.MaxMessageBytes) { Fail($"message {h.Request} of {h.Size} bytes exceeds the limit"); break; }
-                if (payload.Length < h.Size) payload = new byte[Math.Max(h.Size, payload.Length * 2)];
-                if (!ReadExactly(payload.AsSpan(0, (int)h.Size))) break;
                 // Requests' flags are not trusted (the C back-ends send garbage there).
                 lock (_lock) _log.Add(((GpuDisplayRequest)h.Request, h.Flags, h.Size));
+                if ((GpuDisplayRequest)h.Request == GpuDisplayRequest.Update && h.Size >= 20)
+                {
+                    // Pixels go straight from the socket into the console surface (one copy).
+                    if (!ReceiveUpdate(h)) break;
+                    lock (_lock) Monitor.PulseAll(_lock);
+                    continue;
+                }
+                if (payload.Length < h.Size) payload = new byte[Math.Max(h.Size, payload.Length * 2)];
+                if (!ReadExactly(payload.AsSpan(0, (int)h.Size))) break;
                 Handle(h, payload.AsSpan(0, (int)h.Size));
                 lock (_lock) Monitor.PulseAll(_lock);
             }
@@ -168,9 +176,6 @@ public sealed class DisplayServer : IDisposable
             case GpuDisplayRequest.Scanout when p.Length >= 12:
                 Scanout(BinaryPrimitives.ReadUInt32LittleEndian(p), BinaryPrimitives.ReadUInt32LittleEndian(p[4..]), BinaryPrimitives.ReadUInt32LittleEndian(p[8..]));
                 break;
-            case GpuDisplayRequest.Update when p.Length >= 20:
-                Update(h, p);
-                break;
             case GpuDisplayRequest.CursorPos or GpuDisplayRequest.CursorPosHide when p.Length >= 12:
                 var prev = Cursor;
                 Cursor = new DisplayCursor(BinaryPrimitives.ReadUInt32LittleEndian(p), BinaryPrimitives.ReadUInt32LittleEndian(p[4..]), BinaryPrimitives.ReadUInt32LittleEndian(p[8..]),
@@ -195,24 +200,58 @@ public sealed class DisplayServer : IDisposable
         }
     }
 
-    private void Update(VhostUserHeader h, ReadOnlySpan<byte> p)
+    private bool ReceiveUpdate(VhostUserHeader h)
     {
+        Span<byte> p = stackalloc byte[20];
+        if (!ReadExactly(p)) return false;
         uint id = BinaryPrimitives.ReadUInt32LittleEndian(p), x = BinaryPrimitives.ReadUInt32LittleEndian(p[4..]), y = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]);
         uint w = BinaryPrimitives.ReadUInt32LittleEndian(p[12..]), hh = BinaryPrimitives.ReadUInt32LittleEndian(p[16..]);
+        long pixelBytes = h.Size - 20;
+        Surface? s;
+        lock (_lock) s = id < _options.MaxOutputs ? _surfaces[id] : null;
+        // QEMU ignores an UPDATE whose size or rect does not fit its surface; so do we.
+        bool fits = s is not null && (ulong)w * hh * 4 == (ulong)pixelBytes && (ulong)x + w <= s.Width && (ulong)y + hh <= s.Height && _options.ApplyUpdates;
+        if (fits)
+        {
+            var pixels = MemoryMarshal.AsBytes(s!.Pixels.AsSpan());
+            if (x == 0 && w == s.Width)
+            {
+                if (!ReadExactly(pixels.Slice((int)(y * s.Width * 4), (int)pixelBytes))) return false;
+            }
+            else
+            {
+                // One read for the whole rect, then rows into place (a read per row would make
+                // the display, not the back-end, the bottleneck for small damage).
+                if (_rectBuffer.Length < pixelBytes) _rectBuffer = new byte[pixelBytes];
+                if (!ReadExactly(_rectBuffer.AsSpan(0, (int)pixelBytes))) return false;
+                for (uint row = 0; row < hh; row++)
+                    _rectBuffer.AsSpan((int)(row * w * 4), (int)w * 4).CopyTo(pixels.Slice((int)(((y + row) * s.Width + x) * 4), (int)w * 4));
+            }
+        }
+        else if (!Discard(pixelBytes))
+        {
+            return false;
+        }
         var u = new DisplayUpdate(id, x, y, w, hh, Stopwatch.GetTimestamp(), h.Flags);
         lock (_lock)
         {
-            UpdateBytes += p.Length;
-            if (id < _options.MaxOutputs && _surfaces[id] is { } s && (ulong)w * hh * 4 == (ulong)(p.Length - 20) &&
-                (ulong)x + w <= s.Width && (ulong)y + hh <= s.Height && _options.ApplyUpdates)
-            {
-                var src = MemoryMarshal.Cast<byte, uint>(p[20..]);
-                for (uint row = 0; row < hh; row++)
-                    src.Slice((int)(row * w), (int)w).CopyTo(s.Pixels.AsSpan((int)((y + row) * s.Width + x), (int)w));
-            }
+            UpdateBytes += h.Size;
             _updates.Add(u);
         }
         UpdateReceived?.Invoke(u);
+        return true;
+    }
+
+    private bool Discard(long bytes)
+    {
+        var buf = new byte[(int)Math.Min(bytes, 1 << 20)];
+        while (bytes > 0)
+        {
+            int n = (int)Math.Min(bytes, buf.Length);
+            if (!ReadExactly(buf.AsSpan(0, n))) return false;
+            bytes -= n;
+        }
+        return true;
     }
 
     private byte[] DisplayInfo()

@@ -32,7 +32,7 @@ internal static class CommandLine
             socketPath, fd, printCaps, verbose, scanouts, modes, noEdid, maxHostMem, virgl, renderNode,
         };
         root.Subcommands.Add(FrontEndCommand.Build());
-        // root.Subcommands.Add(BenchCommand.Build());
+        root.Subcommands.Add(BenchCommand.Build());
 
         root.SetAction(parse =>
         {

@@ -1,0 +1,97 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using VirtioGpuHost.Cli.Bench;
+
+namespace VirtioGpuHost.Cli;
+
+/// <summary>
+/// `virtio-gpu-host bench`: our back-end and QEMU's C back-end side by side in one run,
+/// each driven through the reference front-end over its real socket (see BackendBenchmark).
+/// </summary>
+internal static class BenchCommand
+{
+    public const string CBackend72 = "/usr/lib/qemu/vhost-user-gpu";
+
+    public static Command Build()
+    {
+        var size = new Option<string>("--size") { Description = "Frame size WxH", DefaultValueFactory = _ => "1920x1080" };
+        var seconds = new Option<double>("--seconds") { Description = "Measured seconds per back-end and variant", DefaultValueFactory = _ => 5 };
+        var maxFrames = new Option<int>("--max-frames") { Description = "Stop a measurement after this many frames", DefaultValueFactory = _ => 100_000 };
+        var warmup = new Option<int>("--warmup") { Description = "Unmeasured frames first (JIT, caches)", DefaultValueFactory = _ => 200 };
+        var damage = new Option<uint>("--damage") { Description = "Side of the square damage rect of the damage variant", DefaultValueFactory = _ => 64 };
+        var rounds = new Option<int>("--rounds") { Description = "Alternate the back-ends this many times (results are the median round)", DefaultValueFactory = _ => 3 };
+        var cBackend = new Option<string[]>("--c-backend") { Description = "C back-ends to compare (default: Debian's, and QEMU 10's if the e2e setup unpacked it)", AllowMultipleArgumentsPerToken = true };
+        var markdown = new Option<string?>("--markdown") { Description = "Append the result table to this Markdown file" };
+        var json = new Option<string?>("--json") { Description = "Write all results as JSON" };
+
+        var cmd = new Command("bench", "Frames per second, latency, CPU per frame and RSS of our back-end vs QEMU's C back-end")
+        {
+            size, seconds, maxFrames, warmup, damage, rounds, cBackend, markdown, json,
+        };
+        cmd.SetAction(parse =>
+        {
+            var mode = Device.OutputMode.Parse(parse.GetValue(size)!);
+            var targets = new List<BenchTarget>
+            {
+                new("ours", Environment.ProcessPath!, Environment.ProcessPath!.EndsWith("dotnet", StringComparison.Ordinal)
+                    ? [typeof(BenchCommand).Assembly.Location] : []),
+            };
+            var cs = parse.GetValue(cBackend) is { Length: > 0 } given ? given : DefaultCBackends();
+            foreach (var c in cs)
+            {
+                if (File.Exists(c)) targets.Add(new BenchTarget(CName(c), c, []));
+                else Console.Error.WriteLine($"bench: {c} not found; skipping it");
+            }
+            var variants = new[] { mode.Width, parse.GetValue(damage) };
+            var all = new List<BenchResult>();
+            for (int round = 0; round < parse.GetValue(rounds); round++)
+                foreach (var v in variants)
+                    foreach (var t in targets)
+                    {
+                        var r = BackendBenchmark.Run(t, mode.Width, mode.Height, v, parse.GetValue(warmup), TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(maxFrames));
+                        Console.Error.WriteLine($"round {round + 1}: {r.Backend,-10} {r.Variant,-18} {r.FramesPerSecond,8:F1} fps  p50 {r.LatencyP50Ms:F3} ms  p99 {r.LatencyP99Ms:F3} ms  cpu {r.CpuMsPerFrame:F3} ms/frame  rss {r.RssKb / 1024} MiB");
+                        all.Add(r);
+                    }
+            var medians = all.GroupBy(r => (r.Backend, r.Variant))
+                .Select(g => g.OrderBy(r => r.FramesPerSecond).ElementAt(g.Count() / 2)).ToList();
+            string table = Table(medians, parse.GetValue(rounds));
+            Console.WriteLine(table);
+            if (parse.GetValue(markdown) is string md) File.AppendAllText(md, table + Environment.NewLine);
+            if (parse.GetValue(json) is string js) File.WriteAllText(js, JsonSerializer.Serialize(all, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static IEnumerable<string> DefaultCBackends()
+    {
+        yield return CBackend72;
+        var qe2e = Environment.GetEnvironmentVariable("QE2E_WORKDIR") ?? Path.Combine(AppContext.BaseDirectory, "..", "..", ".cache", "qe2e");
+        var c10 = Path.GetFullPath(Path.Combine(qe2e, "qemu10", "usr", "lib", "qemu", "vhost-user-gpu"));
+        if (File.Exists(c10)) yield return c10;
+    }
+
+    private static string CName(string path) => path == CBackend72 ? "qemu-c-7.2" : path.Contains("qemu10", StringComparison.Ordinal) ? "qemu-c-10.0" : Path.GetFileName(path);
+
+    private static string Table(List<BenchResult> results, int rounds)
+    {
+        var sb = new StringBuilder();
+        var inv = CultureInfo.InvariantCulture;
+        sb.AppendLine(inv, $"| variant | back-end | frames/s | p50 latency ms | p99 latency ms | back-end CPU ms/frame | RSS MiB (peak) |");
+        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var g in results.GroupBy(r => r.Variant))
+        {
+            var ours = g.FirstOrDefault(r => r.Backend == "ours");
+            foreach (var r in g)
+            {
+                string ratio = ours is null || r == ours ? "" : string.Format(inv, " (ours: {0:F2}x fps, {1:F2}x CPU)", ours.FramesPerSecond / r.FramesPerSecond, ours.CpuMsPerFrame / r.CpuMsPerFrame);
+                sb.AppendLine(string.Format(inv, "| {0} | {1}{2} | {3:F1} | {4:F3} | {5:F3} | {6:F3} | {7} ({8}) |",
+                    r.Variant, r.Backend, ratio, r.FramesPerSecond, r.LatencyP50Ms, r.LatencyP99Ms, r.CpuMsPerFrame, r.RssKb / 1024, r.HwmKb / 1024));
+            }
+        }
+        sb.Append(inv, $"\nMedian of {rounds} alternating rounds per row; frames are serial (one TRANSFER+FLUSH in flight).");
+        return sb.ToString();
+    }
+}
