@@ -102,7 +102,7 @@ public sealed partial class GpuDevice
         if (lastEnd > backingLength)
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: rect {c.Rect} at offset 0x{c.Offset:x} reads up to byte {lastEnd} of a {backingLength}-byte backing");
 
-        var backing = BackingView.Resolve(_memory(), res.Backing);
+        var backing = res.ResolveBacking(_memory());
         if (backing is null)
             return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId}: its backing is no longer in guest memory");
 

@@ -33,10 +33,36 @@ public sealed class Resource2D : IDisposable
 
     public ulong SizeBytes => (ulong)Stride * Height;
 
-    /// <summary>ATTACH_BACKING's scatter list, or null when the resource has no backing.</summary>
-    public VirtioGpuMemEntry[]? Backing { get; set; }
+    private VirtioGpuMemEntry[]? _backing;
+    private (IGuestMemory Memory, BackingView View)? _resolved;
 
-    public ulong BackingLength => Backing is null ? 0 : Backing.Aggregate(0UL, (s, e) => s + e.Length);
+    /// <summary>ATTACH_BACKING's scatter list, or null when the resource has no backing.</summary>
+    public VirtioGpuMemEntry[]? Backing
+    {
+        get => _backing;
+        set
+        {
+            _backing = value;
+            _resolved = null;
+            BackingLength = value is null ? 0 : value.Aggregate(0UL, (s, e) => s + e.Length);
+        }
+    }
+
+    /// <summary>Total bytes of the scatter list.</summary>
+    public ulong BackingLength { get; private set; }
+
+    /// <summary>
+    /// The backing resolved in <paramref name="memory"/> (null if part of it is not guest RAM).
+    /// Kept while the memory snapshot stays the same, so a transfer of a small rect does not
+    /// walk the whole scatter list again; a new memory table means a new snapshot object.
+    /// </summary>
+    internal BackingView? ResolveBacking(IGuestMemory memory)
+    {
+        if (_resolved is { } r && ReferenceEquals(r.Memory, memory)) return r.View;
+        var view = _backing is null ? null : BackingView.Resolve(memory, _backing);
+        _resolved = view is null ? null : (memory, view);
+        return view;
+    }
 
     public void Dispose() => Memory.Release();
 

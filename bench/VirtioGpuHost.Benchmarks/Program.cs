@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(VirtioGpuHost.Benchmarks.TransferBenchmarks).Assembly).Run(args);
