@@ -13,7 +13,16 @@ public sealed partial class GuestMemoryMap : IGuestMemory, IDisposable
     private GuestMemoryMap(GuestRegion[] regions)
     {
         _regions = regions;
-        foreach (var r in regions) r.Block.AddRef();
+        int added = 0;
+        try
+        {
+            for (; added < regions.Length; added++) regions[added].Block.AddRef();
+        }
+        catch
+        {
+            for (int i = 0; i < added; i++) regions[i].Block.Release();
+            throw;
+        }
     }
 
     /// <summary>No guest RAM at all (before the first memory table).</summary>
@@ -59,8 +68,15 @@ public sealed partial class GuestMemoryMap : IGuestMemory, IDisposable
     /// <summary>Takes another reference to this snapshot (a lease); dispose it when done.</summary>
     public GuestMemoryMap Acquire()
     {
-        if (Interlocked.Increment(ref _refs) <= 1) throw new ObjectDisposedException(nameof(GuestMemoryMap));
-        return this;
+        // Never revive a disposed snapshot: its blocks are already released.
+        int n = Volatile.Read(ref _refs);
+        while (true)
+        {
+            if (n <= 0) throw new ObjectDisposedException(nameof(GuestMemoryMap));
+            int seen = Interlocked.CompareExchange(ref _refs, n + 1, n);
+            if (seen == n) return this;
+            n = seen;
+        }
     }
 
     public void Dispose()

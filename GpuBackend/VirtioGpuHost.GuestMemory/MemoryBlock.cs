@@ -28,8 +28,15 @@ public abstract class MemoryBlock
 
     public MemoryBlock AddRef()
     {
-        if (Interlocked.Increment(ref _refs) <= 1) throw new ObjectDisposedException(GetType().Name);
-        return this;
+        // Never revive a freed block: an increment from 0 would let a later Release free it twice.
+        int n = Volatile.Read(ref _refs);
+        while (true)
+        {
+            if (n <= 0) throw new ObjectDisposedException(GetType().Name);
+            int seen = Interlocked.CompareExchange(ref _refs, n + 1, n);
+            if (seen == n) return this;
+            n = seen;
+        }
     }
 
     public void Release()

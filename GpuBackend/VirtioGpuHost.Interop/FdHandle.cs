@@ -41,10 +41,19 @@ public sealed class FdHandle : SafeHandle
     /// <summary>Switches O_NONBLOCK on or off.</summary>
     public void SetNonBlocking(bool nonBlocking)
     {
-        int flags = LibC.fcntl(Number, LibC.F_GETFL);
-        if (flags < 0) throw Errno.Fail("fcntl(F_GETFL)");
-        flags = nonBlocking ? flags | LibC.O_NONBLOCK : flags & ~LibC.O_NONBLOCK;
-        if (LibC.fcntl(Number, LibC.F_SETFL, flags) < 0) throw Errno.Fail("fcntl(F_SETFL)");
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added); // a closed handle's number may already belong to another file
+            int flags = LibC.fcntl(Number, LibC.F_GETFL);
+            if (flags < 0) throw Errno.Fail("fcntl(F_GETFL)");
+            flags = nonBlocking ? flags | LibC.O_NONBLOCK : flags & ~LibC.O_NONBLOCK;
+            if (LibC.fcntl(Number, LibC.F_SETFL, flags) < 0) throw Errno.Fail("fcntl(F_SETFL)");
+        }
+        finally
+        {
+            if (added) DangerousRelease();
+        }
     }
 
     /// <summary>Takes over an inherited fd (for example QEMU's `--fd N`), checking it is open.</summary>

@@ -118,8 +118,8 @@ public static unsafe class UnixSocket
         msg.msg_iov = iov;
         msg.msg_iovlen = count;
 
-        var refs = fds.Length > 0 ? new SafeHandleRefs(fds) : default;
         using var sockRef = new HandleRef(socket);
+        var refs = fds.Length > 0 ? new SafeHandleRefs(fds) : default; // takes all references or none
         try
         {
             if (fds.Length > 0)
@@ -305,7 +305,15 @@ public static unsafe class UnixSocket
         {
             _handles = handles.ToArray();
             _added = new bool[_handles.Length];
-            for (int i = 0; i < _handles.Length; i++) _handles[i].DangerousAddRef(ref _added[i]);
+            try
+            {
+                for (int i = 0; i < _handles.Length; i++) _handles[i].DangerousAddRef(ref _added[i]);
+            }
+            catch
+            {
+                Release(); // a closed fd in the list: give back the references already taken
+                throw;
+            }
         }
 
         public void Release()

@@ -244,7 +244,7 @@ public sealed class SplitQueue
         if (_memory is null || Error != QueueError.None) return;
         var used = _used.Span;
         int slot = 4 + 8 * (NextUsed % Size);
-        MemoryMarshal.Write(used.Slice(slot, 4), head);
+        MemoryMarshal.Write(used.Slice(slot, 4), (uint)head); // id is a le32: write all four bytes
         MemoryMarshal.Write(used.Slice(slot + 4, 4), written);
         NextUsed++;
         VolatileWrite16(used, 2, NextUsed); // release: the element is visible before the index
