@@ -77,7 +77,8 @@ public sealed partial class GpuDevice
         const string cmd = "RESOURCE_DETACH_BACKING";
         if (!r.TryRead<VirtioGpuResourceRef>(out var c)) return Short(r, cmd, 32);
         if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
-        if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} has no backing");
+        // The resource exists, so not ERR_INVALID_RESOURCE_ID: QEMU answers ERR_UNSPEC ("no backing storage").
+        if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId} has no backing");
         res.Backing = null;
         return GpuResponse.Ok;
     }
@@ -87,7 +88,8 @@ public sealed partial class GpuDevice
         const string cmd = "TRANSFER_TO_HOST_2D";
         if (!r.TryRead<VirtioGpuTransferToHost2D>(out var c)) return Short(r, cmd, 56);
         if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
-        if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} has no backing");
+        // The resource exists, so not ERR_INVALID_RESOURCE_ID: QEMU answers ERR_UNSPEC ("no backing storage").
+        if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId} has no backing");
         if (!c.Rect.FitsIn(res.Width, res.Height))
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: rect {c.Rect} is outside the {res.Width}x{res.Height} resource");
         if (c.Rect.IsEmpty) return GpuResponse.Ok;

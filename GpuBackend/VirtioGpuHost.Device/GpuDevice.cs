@@ -221,7 +221,10 @@ public sealed partial class GpuDevice : IDisposable
     public GpuResponse OwnEdid(uint scanout)
     {
         var m = _options.ModeFor((int)scanout);
-        var edid = EdidBuilder.Build(Math.Min(m.Width, 4095), Math.Min(m.Height, 4095), Math.Clamp(m.RefreshHz, 24, 240), serial: scanout);
+        uint w = Math.Min(m.Width, 4095), h = Math.Min(m.Height, 4095);
+        // A detailed timing holds at most 655.35 MHz: a faster configured mode is offered at
+        // the highest refresh rate that fits (Build would throw otherwise).
+        var edid = EdidBuilder.Build(w, h, EdidBuilder.FittingRefreshHz(w, h, m.RefreshHz), serial: scanout);
         var body = new byte[VirtioGpuResponseSizes.Edid - VirtioGpuCtrlHeader.Size];
         BinaryPrimitives.WriteUInt32LittleEndian(body, (uint)edid.Length);
         edid.CopyTo(body.AsSpan(8));

@@ -40,7 +40,7 @@ public static class EdidBuilder
         e[35] = 0x21; e[36] = 0x08; e[37] = 0x00;    // established: 640x480@60, 800x600@60, 1024x768@60
         for (int i = 38; i < 54; i++) e[i] = 0x01;   // no standard timings
 
-        var t = CvtReducedBlanking(width, height, refreshHz);
+        var t = WithMinimumPixelClock(CvtReducedBlanking(width, height, refreshHz), refreshHz);
         WriteDetailedTiming(e.AsSpan(54, 18), t);
         WriteRangeLimits(e.AsSpan(72, 18), t);
         WriteTextDescriptor(e.AsSpan(90, 18), 0xFC, name);
@@ -81,6 +81,25 @@ public static class EdidBuilder
         return new Timing(width, height, hBlank, hFront, hSync, vBlank, vFront, vSync, Math.Max(clock, 10));
     }
 
+    /// <summary>EDID detailed timings start at 10 MHz (below that edid-decode and the spec call the descriptor invalid).</summary>
+    public const uint MinPixelClockKHz = 10_000;
+
+    /// <summary>
+    /// Small modes (e.g. 320x240@60) have a CVT-RB pixel clock under 10 MHz: stretch the
+    /// vertical blank (a virtual display does not care, and the line rate stays plausible)
+    /// until the clock reaches 10 MHz at the same refresh rate. Any 1..4095 line mode at
+    /// 24 Hz or more fits the 12-bit blank field.
+    /// </summary>
+    private static Timing WithMinimumPixelClock(Timing t, uint refreshHz)
+    {
+        if (t.PixelClockKHz >= MinPixelClockKHz) return t;
+        uint hTotal = t.Width + t.HBlank;
+        uint vTotal = (uint)Math.Ceiling(MinPixelClockKHz * 1000.0 / ((double)hTotal * refreshHz));
+        uint vBlank = Math.Max(t.VBlank, vTotal - t.Height);
+        uint clock = (uint)Math.Ceiling(hTotal * (double)(t.Height + vBlank) * refreshHz / 10_000.0) * 10; // 10 kHz units
+        return t with { VBlank = vBlank, PixelClockKHz = Math.Max(clock, MinPixelClockKHz) };
+    }
+
     private static uint VSyncLines(uint w, uint h)
     {
         // CVT's aspect-ratio table for the vertical sync width.
@@ -90,6 +109,21 @@ public static class EdidBuilder
         if (w * 4 == h * 5) return 7;
         if (w * 9 == h * 15) return 7;
         return 10;
+    }
+
+    /// <summary>True when the timing's pixel clock fits a detailed timing descriptor (at most 655.35 MHz).</summary>
+    public static bool FitsDetailedTiming(Timing t) => t.PixelClockKHz / 10 <= 0xFFFF;
+
+    /// <summary>
+    /// The highest refresh rate in 24..<paramref name="refreshHz"/> (clamped to 24..240) whose
+    /// CVT-RB timing for width x height fits a detailed timing; fast modes (e.g.
+    /// 3840x2160@120) get a lower rate instead of an EDID that cannot be encoded.
+    /// </summary>
+    public static uint FittingRefreshHz(uint width, uint height, uint refreshHz)
+    {
+        uint hz = Math.Clamp(refreshHz, 24, 240);
+        while (hz > 24 && !FitsDetailedTiming(CvtReducedBlanking(width, height, hz))) hz--;
+        return hz;
     }
 
     private static void WriteDetailedTiming(Span<byte> d, Timing t)
@@ -102,7 +136,7 @@ public static class EdidBuilder
         d[8] = (byte)t.HFront; d[9] = (byte)t.HSync;
         d[10] = (byte)(((t.VFront & 0xF) << 4) | (t.VSync & 0xF));
         d[11] = (byte)(((t.HFront >> 8) << 6) | ((t.HSync >> 8) << 4) | ((t.VFront >> 4) << 2) | (t.VSync >> 4));
-        uint wmm = t.Width * 254 / 960, hmm = t.Height * 254 / 960; // 96 dpi, in mm
+        uint wmm = Math.Max(1, t.Width * 254 / 960), hmm = Math.Max(1, t.Height * 254 / 960); // 96 dpi, in mm (never 0 = "not set")
         d[12] = (byte)wmm; d[13] = (byte)hmm; d[14] = (byte)(((wmm >> 8) << 4) | (hmm >> 8));
         d[15] = 0; d[16] = 0;
         d[17] = 0x1A; // digital separate sync, +hsync -vsync (CVT-RB polarity)
