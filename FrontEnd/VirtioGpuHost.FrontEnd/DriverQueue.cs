@@ -171,11 +171,22 @@ public sealed class DriverQueue
         }
     }
 
-    /// <summary>Forgets all chains (after a ring restart).</summary>
-    public void ResetTracking()
+    /// <summary>
+    /// What a driver does after a device reset: the ring starts over, zeroed, with avail and
+    /// used indices 0, and every chain in flight is forgotten. (Only forgetting the chains would
+    /// leave the old avail entries in place, and a device restarted at avail index 0 would
+    /// replay them.)
+    /// </summary>
+    public void Reset()
     {
         lock (_lock)
         {
+            ulong usedBytes = 6 + 8UL * Size;
+            _ram.Span(Descriptors, (int)(Used.Value + usedBytes - Descriptors.Value)).Clear();
+            _availIdx = 0;
+            _lastUsed = 0;
+            foreach (var chain in _chains.Values)
+                if (chain.Indirect is GuestBuffer t) _ram.Allocator.Free(t.Address, t.Length);
             _chains.Clear();
             _freeDescriptors.Clear();
             for (int i = Size - 1; i >= 0; i--) _freeDescriptors.Push((ushort)i);

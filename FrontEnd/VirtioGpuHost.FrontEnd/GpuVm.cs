@@ -130,7 +130,7 @@ public sealed class GpuVm : IDisposable
         foreach (var q in new[] { Control, Cursor })
         {
             uint i = (uint)q.Index;
-            if (resetRings) q.ResetTracking();
+            if (resetRings) q.Reset();
             Check(fe.SetVringNum(i, q.Size), "SET_VRING_NUM");
             Check(fe.SetVringBase(i, resetRings ? 0u : q.AvailIndex), "SET_VRING_BASE");
             Check(fe.SetVringAddr(new VringAddress(i, 0, Ram.UserAddress(q.Descriptors), Ram.UserAddress(q.Used), Ram.UserAddress(q.Avail), 0)), "SET_VRING_ADDR");

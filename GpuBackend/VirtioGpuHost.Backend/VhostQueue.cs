@@ -5,11 +5,14 @@ using VirtioGpuHost.VhostUser.Backend;
 
 namespace VirtioGpuHost.Backend;
 
-/// <summary>A vhost-user ring as the GPU queue processors see it.</summary>
-internal sealed class VhostQueue(VirtqueueContext context) : IGpuQueue
+/// <summary>
+/// A vhost-user ring as the GPU queue processors see it. <paramref name="held"/>, when given,
+/// makes the ring look not ready while it returns true (the processor stops before its next chain).
+/// </summary>
+internal sealed class VhostQueue(VirtqueueContext context, Func<bool>? held = null) : IGpuQueue
 {
     public IGuestMemory Memory => context.Memory;
-    public bool IsReady => context.IsReady;
+    public bool IsReady => context.IsReady && !(held?.Invoke() ?? false);
     public bool TryPop(out DescriptorChain? chain, out QueueError error) => context.Queue.TryPop(out chain, out error);
 
     public void Complete(ushort head, uint written)

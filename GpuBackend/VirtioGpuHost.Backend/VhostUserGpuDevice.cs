@@ -33,6 +33,7 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     private CursorQueueProcessor? _cursor;
     private DisplaySocketDisplay? _display;
     private ushort _controlStoppedAt;
+    private bool _cursorWaiting;
 
     public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger)
     {
@@ -80,14 +81,35 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
         }
         else if (queue.Index == CursorQueue)
         {
-            _cursor = new CursorQueueProcessor(_device, new VhostQueue(queue), _log);
+            // The cursor ring is held while the display is busy, checked before every chain:
+            // a guest that keeps the ring fed would otherwise never let the processor stop.
+            _cursor = new CursorQueueProcessor(_device, new VhostQueue(queue, () => _device.Display.IsBusy), _log);
         }
     }
 
     public void QueueKicked(VirtqueueContext queue)
     {
         if (queue.Index == ControlQueue) _control?.Process();
-        else if (queue.Index == CursorQueue) _cursor?.Process();
+        else if (queue.Index == CursorQueue) ProcessCursor();
+    }
+
+    /// <summary>
+    /// Runs the cursor queue until it is empty or the display is busy (negotiating, or not
+    /// reading what it was sent); then it waits for the display, as the control queue does, so
+    /// that a guest moving its cursor image cannot make us buffer without limit (each
+    /// CURSOR_UPDATE is 16 KiB).
+    /// </summary>
+    private void ProcessCursor()
+    {
+        if (_cursor is null || _cursorWaiting) return;
+        _cursor.Process(); // stops early once the display is busy
+        if (!_device.Display.IsBusy) return;
+        _cursorWaiting = true;
+        _device.Display.WhenIdle(() => _services.Loop.Post(() =>
+        {
+            _cursorWaiting = false;
+            ProcessCursor();
+        }));
     }
 
     public void QueueStopping(VirtqueueContext queue)
@@ -160,10 +182,12 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
 
     public void Reset()
     {
-        DetachDisplay();
-        _device.Reset();
+        // Drop the queue processors first: detaching the display wakes the control queue, and
+        // a reset device must not take more work from the rings.
         _control = null;
         _cursor = null;
+        DetachDisplay();
+        _device.Reset();
         _controlStoppedAt = 0;
     }
 

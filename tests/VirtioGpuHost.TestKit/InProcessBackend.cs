@@ -41,16 +41,19 @@ public sealed class InProcessBackend : IDisposable
 
     public VhostUserGpuDevice LastDevice { get { lock (Devices) return Devices[^1]; } }
 
+    /// <summary>Connections that have ended (the server logs "conn N: connection closed" as each one ends).</summary>
+    public int ConnectionsEnded => Logs.Lines.Count(l => l.Message.Contains(": connection closed;", StringComparison.Ordinal));
+
     /// <summary>Waits until <paramref name="n"/> connections have ended (the server went back to accepting).</summary>
     public bool WaitForConnections(int n, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < deadline)
         {
-            if (Server.ConnectionCount >= n) return true;
+            if (ConnectionsEnded >= n) return true;
             Thread.Sleep(10);
         }
-        return false;
+        return ConnectionsEnded >= n;
     }
 
     public void Dispose()

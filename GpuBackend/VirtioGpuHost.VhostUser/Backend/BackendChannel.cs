@@ -16,9 +16,9 @@ public sealed class BackendChannel : IDisposable
 
     public BackendChannel(FdHandle socket, bool replyAck)
     {
+        UnixSocket.SetReceiveTimeout(socket, TimeSpan.FromSeconds(5)); // throws for an fd that is not a socket
         _socket = new FramedSocket(socket);
         _replyAck = replyAck;
-        UnixSocket.SetReceiveTimeout(socket, TimeSpan.FromSeconds(5));
     }
 
     /// <summary>

@@ -323,6 +323,16 @@ public sealed partial class VhostUserBackendConnection
             q.SignalError();
             return false;
         }
+        // SET_VRING_ADDR checked the front-end addresses; a region whose guest and front-end
+        // addresses differ in alignment can still put the rings at misaligned guest addresses.
+        if (desc.Value % 16 != 0 || avail.Value % 2 != 0 || used.Value % 4 != 0)
+        {
+            _log.LogWarning("{Conn}: ring {Index}: ring guest addresses are misaligned (desc {D} avail {A} used {U})",
+                ConnectionName, q.Index, desc, avail, used);
+            q.Queue.Fail(QueueError.RingNotInGuestMemory);
+            q.SignalError();
+            return false;
+        }
         q.Queue.SetAddresses(desc, avail, used);
         if (!q.Queue.Bind(_memory))
         {
@@ -344,8 +354,20 @@ public sealed partial class VhostUserBackendConnection
         if (!Expect(msg, 0, 1)) return false;
         if ((_protocol & VhostUserProtocolFeatures.BackendReq) == 0)
             return Refuse(msg, "BACKEND_REQ was not negotiated");
+        var fd = msg.Fds.Take(0);
+        BackendChannel channel;
+        try
+        {
+            channel = new BackendChannel(fd, (_protocol & VhostUserProtocolFeatures.ReplyAck) != 0);
+        }
+        catch (IOException e)
+        {
+            // Not a socket (setsockopt fails): refuse it and keep the channel we had.
+            fd.Dispose();
+            return Refuse(msg, $"the fd is not a usable socket: {e.Message}");
+        }
         _backendChannel?.Dispose();
-        _backendChannel = new BackendChannel(msg.Fds.Take(0), (_protocol & VhostUserProtocolFeatures.ReplyAck) != 0);
+        _backendChannel = channel;
         return true;
     }
 

@@ -155,6 +155,13 @@ public sealed class DisplaySocketClient : IDisposable
     private Task<byte[]?> RequestAsync(GpuDisplayRequest request, ReadOnlySpan<byte> payload, int replySize)
     {
         if (_closed) return Task.FromResult<byte[]?>(null);
+        // A reply names only its request. While an abandoned request of the same kind is still
+        // queued (QEMU never answers GET_EDID for a scanout it lacks), the reply to this one would
+        // be taken for that one's late reply. So a GET_PROTOCOL_FEATURES goes first: it is always
+        // answered and changes nothing, and its reply shows that every request before it was
+        // answered or never will be.
+        if (request != GpuDisplayRequest.GetProtocolFeatures && _pending.Any(p => p.Abandoned && p.Request == request))
+            _ = RequestAsync(GpuDisplayRequest.GetProtocolFeatures, [], 8);
         var pending = new PendingReply(request, replySize);
         _pending.Enqueue(pending);
         Send(request, payload);
