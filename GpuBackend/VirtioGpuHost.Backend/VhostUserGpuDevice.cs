@@ -77,13 +77,16 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
                 _log.LogInformation("{Conn}: control ring restarted from 0: the guest reset the device; dropping its resources", _services.ConnectionName);
                 _device.Reset();
             }
-            _control = new ControlQueueProcessor(_device, new VhostQueue(queue), scheduler, _log, TimeSpan.FromSeconds(3));
+            _controlStoppedAt = 0;
+            // A new kick fd for a ring that is already running keeps its processor (and
+            // whatever it is waiting for); only a stopped ring gets a new one.
+            _control ??= new ControlQueueProcessor(_device, new VhostQueue(queue), scheduler, _log, TimeSpan.FromSeconds(3));
         }
         else if (queue.Index == CursorQueue)
         {
             // The cursor ring is held while the display is busy, checked before every chain:
             // a guest that keeps the ring fed would otherwise never let the processor stop.
-            _cursor = new CursorQueueProcessor(_device, new VhostQueue(queue, () => _device.Display.IsBusy), _log);
+            _cursor ??= new CursorQueueProcessor(_device, new VhostQueue(queue, () => _device.Display.IsBusy), _log);
         }
     }
 
@@ -102,7 +105,18 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     private void ProcessCursor()
     {
         if (_cursor is null || _cursorWaiting) return;
-        _cursor.Process(); // stops early once the display is busy
+        var cursor = _cursor;
+        cursor.Process(); // stops early once the display is busy, or at its budget
+        if (cursor.HasMore)
+        {
+            _cursorWaiting = true;
+            _services.Loop.Post(() =>
+            {
+                _cursorWaiting = false;
+                if (_cursor == cursor) ProcessCursor();
+            });
+            return;
+        }
         if (!_device.Display.IsBusy) return;
         _cursorWaiting = true;
         _device.Display.WhenIdle(() => _services.Loop.Post(() =>
@@ -117,6 +131,7 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
         if (queue.Index == ControlQueue)
         {
             _control?.FinishInFlight();
+            _control?.Abandon();
             _control = null;
             _controlStoppedAt = queue.Queue.NextAvail;
         }
@@ -183,7 +198,8 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     public void Reset()
     {
         // Drop the queue processors first: detaching the display wakes the control queue, and
-        // a reset device must not take more work from the rings.
+        // a reset device must not take more work from the rings (nor answer a late display reply).
+        _control?.Abandon();
         _control = null;
         _cursor = null;
         DetachDisplay();

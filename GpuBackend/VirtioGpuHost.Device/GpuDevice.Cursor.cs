@@ -27,7 +27,9 @@ public sealed partial class GpuDevice
         }
         if (c.Header.Type == VirtioGpuCtrlType.MoveCursor || c.ResourceId == 0)
         {
-            _display.CursorMoved(c.Pos.ScanoutId, c.Pos.X, c.Pos.Y, visible: c.ResourceId != 0);
+            bool visible = c.ResourceId != 0;
+            if (_cursor is not null) _cursor = _cursor with { Scanout = c.Pos.ScanoutId, X = c.Pos.X, Y = c.Pos.Y, Visible = visible };
+            _display.CursorMoved(c.Pos.ScanoutId, c.Pos.X, c.Pos.Y, visible);
             return;
         }
         if (!_resources.TryGetValue(c.ResourceId, out var res))
@@ -47,6 +49,7 @@ public sealed partial class GpuDevice
         }
         var bgra = new byte[VirtioGpuLimits.CursorSize * VirtioGpuLimits.CursorSize * 4];
         PixelFormats.ConvertRowToBgra(res.Format, res.Memory.AsSpan(0, bgra.Length), bgra, opaque: false);
+        _cursor = new CursorState(c.Pos.ScanoutId, c.Pos.X, c.Pos.Y, c.HotX, c.HotY, bgra, Visible: true);
         _display.CursorChanged(c.Pos.ScanoutId, c.Pos.X, c.Pos.Y, c.HotX, c.HotY, bgra);
     }
 }

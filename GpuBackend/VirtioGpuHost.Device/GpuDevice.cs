@@ -24,6 +24,7 @@ public sealed partial class GpuDevice : IDisposable
     private readonly Scanout[] _scanouts = new Scanout[VirtioGpuLimits.MaxScanouts];
     private IGpuDisplay _display = NullDisplay.Instance;
     private ulong _hostMemoryInUse;
+    private CursorState? _cursor;
     private ulong _ackedFeatures;
     private uint _eventsRead;
 
@@ -56,13 +57,18 @@ public sealed partial class GpuDevice : IDisposable
         set
         {
             _display = value ?? NullDisplay.Instance;
-            // A new display starts blank: show it every enabled scanout again.
+            // A new display starts blank: show it every enabled scanout and the cursor again.
             for (uint i = 0; i < _scanouts.Length; i++)
             {
                 var s = _scanouts[i];
                 if (s.Resource is null) continue;
                 _display.ScanoutChanged(i, s.Resource.Surface, s.Source);
                 _display.ScanoutFlushed(i, s.Resource.Surface, s.Source, new VirtioGpuRect(0, 0, s.Source.Width, s.Source.Height));
+            }
+            if (_cursor is { } c)
+            {
+                _display.CursorChanged(c.Scanout, c.X, c.Y, c.HotX, c.HotY, c.Bgra);
+                if (!c.Visible) _display.CursorMoved(c.Scanout, c.X, c.Y, visible: false);
             }
         }
     }
@@ -116,6 +122,8 @@ public sealed partial class GpuDevice : IDisposable
     public void Reset()
     {
         for (uint i = 0; i < _scanouts.Length; i++) DisableScanout(i);
+        if (_cursor is { Visible: true } c) _display.CursorMoved(c.Scanout, c.X, c.Y, visible: false);
+        _cursor = null;
         foreach (var r in _resources.Values) r.Dispose();
         _resources.Clear();
         _hostMemoryInUse = 0;
@@ -231,6 +239,9 @@ public sealed partial class GpuDevice : IDisposable
         return GpuResponse.WithBody(VirtioGpuCtrlType.OkEdid, body);
     }
 }
+
+/// <summary>The cursor as last set (re-sent to a new display).</summary>
+internal sealed record CursorState(uint Scanout, uint X, uint Y, uint HotX, uint HotY, byte[] Bgra, bool Visible);
 
 /// <summary>What one scanout shows.</summary>
 public readonly record struct Scanout(Resource2D? Resource, VirtioGpuRect Source);

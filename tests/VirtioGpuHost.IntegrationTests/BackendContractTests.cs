@@ -110,12 +110,14 @@ public class BackendContractTests
         fb.Fill((x, y) => 0xFF000000);
         vm.Driver.SetUpFrameBuffer(1, fb, 0);
         vm.Driver.Present(1, fb, new VirtioGpuRect(0, 0, 320, 200));
+        AssertConsoleEquals(vm, 0, fb); // the full frame is in (UPDATEs arrive asynchronously)
         fb.FillRect(37, 21, 64, 48, 0xFF12AB34);
         long before = vm.Display!.UpdateCount;
         vm.Driver.Present(1, fb, new VirtioGpuRect(37, 21, 64, 48));
         Assert.True(vm.Display.WaitFor(d => d.UpdateCount > before, TimeSpan.FromSeconds(5)));
         var u = vm.Display.Updates[^1];
         Assert.Equal((37u, 21u, 64u, 48u), (u.X, u.Y, u.Width, u.Height));
+        Assert.Equal(before + 1, vm.Display.UpdateCount); // exactly one UPDATE for the rect
         AssertConsoleEquals(vm, 0, fb);
     }
 

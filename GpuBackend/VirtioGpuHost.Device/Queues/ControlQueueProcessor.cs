@@ -9,13 +9,19 @@ namespace VirtioGpuHost.Device.Queues;
 /// order). Pauses while the display is busy, and while a command waits for the display
 /// (GET_DISPLAY_INFO / GET_EDID through QEMU), with a timeout after which the device
 /// answers from its own state. <see cref="FinishInFlight"/> answers a waiting command at
-/// once, for GET_VRING_BASE.
+/// once, for GET_VRING_BASE. At most <see cref="CommandsPerTurn"/> commands run before it
+/// yields to the event loop, so a guest that keeps its ring full cannot starve the
+/// vhost-user messages (or anything else) served by the same loop.
 /// </summary>
 public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGpuScheduler scheduler, ILogger logger, TimeSpan displayTimeout)
 {
+    public const int CommandsPerTurn = 64;
+
     private Pending? _pending;
     private bool _waitingForIdle;
+    private bool _yielded;
     private bool _running;
+    private bool _abandoned;
 
     /// <summary>Responses written so far.</summary>
     public long Completed { get; private set; }
@@ -25,12 +31,23 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
     /// <summary>Processes what is available (call on every kick).</summary>
     public void Process()
     {
-        if (_running || _pending is not null || _waitingForIdle) return;
+        if (_running || _pending is not null || _waitingForIdle || _yielded || _abandoned) return;
         _running = true;
+        int budget = CommandsPerTurn;
         try
         {
-            while (queue.IsReady)
+            while (queue.IsReady && !_abandoned)
             {
+                if (budget-- == 0)
+                {
+                    _yielded = true;
+                    scheduler.Post(() =>
+                    {
+                        _yielded = false;
+                        Process();
+                    });
+                    return;
+                }
                 if (device.Display.IsBusy)
                 {
                     _waitingForIdle = true;
@@ -73,6 +90,17 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
         }
     }
 
+    /// <summary>
+    /// Stops for good without answering anything more (device reset: the ring is being torn
+    /// down, and a late display reply must not land in the ring of a restarted device).
+    /// </summary>
+    public void Abandon()
+    {
+        _abandoned = true;
+        _pending?.Timeout?.Dispose();
+        _pending = null;
+    }
+
     /// <summary>Answers a command that waits for the display now, from the device's own state.</summary>
     public void FinishInFlight()
     {
@@ -84,7 +112,7 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
 
     private void Resume(Pending p, bool timedOut)
     {
-        if (_pending != p) return; // already answered
+        if (_pending != p || _abandoned) return; // already answered, or the ring is gone
         _pending = null;
         p.Timeout?.Dispose();
         if (timedOut)

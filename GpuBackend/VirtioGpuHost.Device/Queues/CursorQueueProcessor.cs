@@ -3,15 +3,29 @@ using VirtioGpuHost.Virtio;
 
 namespace VirtioGpuHost.Device.Queues;
 
-/// <summary>Drives the cursor queue: every chain is executed and returned with used length 0.</summary>
+/// <summary>
+/// Drives the cursor queue: every chain is executed and returned with used length 0. Returns
+/// after <see cref="ControlQueueProcessor.CommandsPerTurn"/> chains with <see cref="HasMore"/>
+/// set, so the caller can yield to the event loop.
+/// </summary>
 public sealed class CursorQueueProcessor(GpuDevice device, IGpuQueue queue, ILogger logger)
 {
     public long Completed { get; private set; }
 
+    /// <summary>True when the last <see cref="Process"/> stopped at its budget with work left.</summary>
+    public bool HasMore { get; private set; }
+
     public void Process()
     {
+        HasMore = false;
+        int budget = ControlQueueProcessor.CommandsPerTurn;
         while (queue.IsReady)
         {
+            if (budget-- == 0)
+            {
+                HasMore = true;
+                return;
+            }
             if (!queue.TryPop(out var chain, out var error))
             {
                 if (error != QueueError.None)

@@ -57,7 +57,7 @@ public sealed partial class VhostUserBackendConnection
             _queues[i].Queue.Reset();
             _queues[i].CloseFds();
             _queues[i].Addresses = null;
-            _queues[i].Started = _queues[i].Enabled = false;
+            _queues[i].Started = _queues[i].Enabled = _queues[i].DeviceStarted = false;
         }
         _ackedFeatures = 0;
     }
@@ -177,7 +177,7 @@ public sealed partial class VhostUserBackendConnection
         _memory = map;
         foreach (var q in _queues)
         {
-            if (q.Started) BindQueue(q);
+            if (q.Started && BindQueue(q)) TellDeviceStarted(q);
         }
         _device.MemoryChanged(map);
         old.Dispose();
@@ -205,7 +205,7 @@ public sealed partial class VhostUserBackendConnection
         if (a.Descriptor % 16 != 0 || a.Available % 2 != 0 || a.Used % 4 != 0)
             return Refuse(msg, $"ring {a.Index}: misaligned ring address (desc 0x{a.Descriptor:x} avail 0x{a.Available:x} used 0x{a.Used:x})");
         q.Addresses = a;
-        if (q.Started) BindQueue(q);
+        if (q.Started && BindQueue(q)) TellDeviceStarted(q);
         return true;
     }
 
@@ -236,6 +236,7 @@ public sealed partial class VhostUserBackendConnection
         q.Kick?.Dispose();
         q.Kick = null;
         q.Started = false;
+        q.DeviceStarted = false;
         q.Queue.Unbind();
         Span<byte> reply = stackalloc byte[VringState.Size];
         new VringState(s.Index, q.Queue.NextAvail).Write(reply);
@@ -299,8 +300,20 @@ public sealed partial class VhostUserBackendConnection
     private void StartQueue(VirtqueueContext q)
     {
         q.Started = true;
-        if (!BindQueue(q)) return;
-        _device.QueueStarted(q);
+        if (BindQueue(q)) TellDeviceStarted(q);
+    }
+
+    /// <summary>
+    /// Hands a started, bound ring to the device once per start. A ring kicked before its
+    /// memory or addresses arrived is handed over when they do.
+    /// </summary>
+    private void TellDeviceStarted(VirtqueueContext q)
+    {
+        if (!q.DeviceStarted)
+        {
+            q.DeviceStarted = true;
+            _device.QueueStarted(q);
+        }
         if (q.IsReady) Loop.Post(() => { if (q.IsReady) _device.QueueKicked(q); });
     }
 

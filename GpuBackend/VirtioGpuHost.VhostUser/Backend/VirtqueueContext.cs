@@ -32,6 +32,9 @@ public sealed class VirtqueueContext
     public FdHandle? Err { get; internal set; }
 
     public bool Started { get; internal set; }
+
+    /// <summary>The device has been told (QueueStarted) about this start of the ring.</summary>
+    internal bool DeviceStarted { get; set; }
     public bool Enabled { get; internal set; }
 
     /// <summary>Processing allowed: started, enabled, bound to memory and not failed.</summary>

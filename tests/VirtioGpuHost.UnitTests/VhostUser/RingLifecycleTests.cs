@@ -271,7 +271,7 @@ public class RingLifecycleTests
         Assert.Equal(1, vm.Control.ReadUsedIndex());
     }
 
-    private static byte[] DisplayInfoCommand()
+    internal static byte[] DisplayInfoCommand()
     {
         var c = new byte[VirtioGpuCtrlHeader.Size];
         BitConverter.TryWriteBytes(c, (uint)VirtioGpuCtrlType.GetDisplayInfo);
