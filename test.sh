@@ -12,7 +12,9 @@ mkdir -p .cache
 scripts/setup-deps.sh || echo "test.sh: prerequisites incomplete; dependent tests will be skipped" >&2
 RESULTS=$ROOT/artifacts/test-results
 rm -rf "$RESULTS"
-if ! dotnet build VirtioGpuHost.sln -c Release --nologo -v q -clp:"ErrorsOnly;NoSummary"; then
+mkdir -p artifacts
+if ! dotnet build VirtioGpuHost.sln -c Release --nologo -v q > artifacts/build.log 2>&1; then
+  grep -E "error|Error" artifacts/build.log | head -n 40 >&2
   echo "tests: 0 passed, 1 failed, 0 skipped (the build failed)"
   exit 1
 fi

@@ -107,7 +107,7 @@ public class BackendContractTests
         using var b = BackendProcess.Start(kind);
         using var vm = Connect(b);
         var fb = FrameBuffer.Allocate(vm.Ram, 320, 200, VirtioGpuFormat.B8G8R8X8Unorm, scattered: true);
-        fb.Fill((x, y) => 0xFF000000);
+        fb.Fill((x, y) => 0xFF203040); // not black: a blank console must not pass for this frame
         vm.Driver.SetUpFrameBuffer(1, fb, 0);
         vm.Driver.Present(1, fb, new VirtioGpuRect(0, 0, 320, 200));
         AssertConsoleEquals(vm, 0, fb); // the full frame is in (UPDATEs arrive asynchronously)
