@@ -9,8 +9,8 @@ using VirtioGpuHost.VhostUser.Wire;
 
 namespace VirtioGpuHost.FrontEnd;
 
-/// <summary>One UPDATE as the display received it.</summary>
-public sealed record DisplayUpdate(uint Scanout, uint X, uint Y, uint Width, uint Height, long ReceivedTimestamp, uint Flags);
+/// <summary>One UPDATE as the display received it (Crc: CRC-32 of its pixels when <see cref="DisplayServerOptions.HashUpdates"/>).</summary>
+public sealed record DisplayUpdate(uint Scanout, uint X, uint Y, uint Width, uint Height, long ReceivedTimestamp, uint Flags, uint? Crc = null);
 
 /// <summary>The cursor as the display last saw it.</summary>
 public sealed record DisplayCursor(uint Scanout, uint X, uint Y, bool Visible, uint HotX, uint HotY, uint[]? Image);
@@ -36,6 +36,12 @@ public sealed class DisplayServerOptions
 
     /// <summary>Apply UPDATE pixels to the console surfaces (off only to measure the transport).</summary>
     public bool ApplyUpdates { get; init; } = true;
+
+    /// <summary>Record a CRC-32 of every UPDATE's pixels (tests that look for torn frames).</summary>
+    public bool HashUpdates { get; init; }
+
+    /// <summary>Wait this long before reading each UPDATE's pixels (a slow display).</summary>
+    public TimeSpan UpdateReadDelay { get; init; }
 }
 
 /// <summary>
@@ -211,12 +217,16 @@ public sealed class DisplayServer : IDisposable
         lock (_lock) s = id < _options.MaxOutputs ? _surfaces[id] : null;
         // QEMU ignores an UPDATE whose size or rect does not fit its surface; so do we.
         bool fits = s is not null && (ulong)w * hh * 4 == (ulong)pixelBytes && (ulong)x + w <= s.Width && (ulong)y + hh <= s.Height && _options.ApplyUpdates;
+        if (_options.UpdateReadDelay > TimeSpan.Zero) Thread.Sleep(_options.UpdateReadDelay);
+        uint? crc = null;
         if (fits)
         {
             var pixels = MemoryMarshal.AsBytes(s!.Pixels.AsSpan());
             if (x == 0 && w == s.Width)
             {
-                if (!ReadExactly(pixels.Slice((int)(y * s.Width * 4), (int)pixelBytes))) return false;
+                var dst = pixels.Slice((int)(y * s.Width * 4), (int)pixelBytes);
+                if (!ReadExactly(dst)) return false;
+                if (_options.HashUpdates) crc = System.IO.Hashing.Crc32.HashToUInt32(dst);
             }
             else
             {
@@ -224,6 +234,7 @@ public sealed class DisplayServer : IDisposable
                 // the display, not the back-end, the bottleneck for small damage).
                 if (_rectBuffer.Length < pixelBytes) _rectBuffer = new byte[pixelBytes];
                 if (!ReadExactly(_rectBuffer.AsSpan(0, (int)pixelBytes))) return false;
+                if (_options.HashUpdates) crc = System.IO.Hashing.Crc32.HashToUInt32(_rectBuffer.AsSpan(0, (int)pixelBytes));
                 for (uint row = 0; row < hh; row++)
                     _rectBuffer.AsSpan((int)(row * w * 4), (int)w * 4).CopyTo(pixels.Slice((int)(((y + row) * s.Width + x) * 4), (int)w * 4));
             }
@@ -232,7 +243,7 @@ public sealed class DisplayServer : IDisposable
         {
             return false;
         }
-        var u = new DisplayUpdate(id, x, y, w, hh, Stopwatch.GetTimestamp(), h.Flags);
+        var u = new DisplayUpdate(id, x, y, w, hh, Stopwatch.GetTimestamp(), h.Flags, crc);
         lock (_lock)
         {
             UpdateBytes += h.Size;

@@ -44,6 +44,9 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     /// <summary>The device model (available after the connection attached).</summary>
     public GpuDevice Gpu => _device;
 
+    /// <summary>QEMU's display socket as the device's display, once handed over (for stats).</summary>
+    public DisplaySocketDisplay? DisplaySocket => _display;
+
     /// <summary>Called with the display socket display whenever QEMU hands one over (tests, stats).</summary>
     public event Action<DisplaySocketDisplay>? DisplayAttached;
 

@@ -44,7 +44,7 @@ public sealed partial class GpuDevice
         {
             if (_scanouts[i].Resource == res) DisableScanout(i);
         }
-        _hostMemoryInUse -= res.SizeBytes;
+        _hostMemoryInUse -= res.SizeBytes * (res.HasSpare ? 2UL : 1UL);
         res.Dispose();
         return GpuResponse.Ok;
     }
@@ -108,6 +108,8 @@ public sealed partial class GpuDevice
         if (backing is null)
             return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId}: its backing is no longer in guest memory");
 
+        if (!res.Memory.IsExclusive) MakeWritable(res, c.Rect);
+
         ulong dst = (ulong)c.Rect.Y * res.Stride + (ulong)c.Rect.X * PixelFormats.BytesPerPixel;
         if (rowBytes == res.Stride)
         {
@@ -122,6 +124,37 @@ public sealed partial class GpuDevice
         BytesTransferred += rowBytes * c.Rect.Height;
         return GpuResponse.Ok;
     }
+
+    /// <summary>
+    /// A display still reads the resource's current pixels (an UPDATE in flight, spliced by
+    /// reference): writing them now would tear what it shows. Switch to the spare buffer: a
+    /// transfer of the whole resource needs no copy; a partial one copies the old pixels first.
+    /// Only when the guest's host-memory budget has no room for a spare are the pixels written in
+    /// place (correct at the next flush; the frame in flight may show a mix).
+    /// </summary>
+    private void MakeWritable(Resource2D res, VirtioGpuRect rect)
+    {
+        bool whole = rect.X == 0 && rect.Y == 0 && rect.Width == res.Width && rect.Height == res.Height;
+        bool swapped = res.TrySwapBuffers(() =>
+        {
+            if (res.SizeBytes > _options.MaxHostMemory - _hostMemoryInUse) return null;
+            try
+            {
+                var spare = MappedBlock.CreateMemFd($"vgh-{Name}-res{res.Id}b", res.SizeBytes);
+                _hostMemoryInUse += res.SizeBytes;
+                return spare;
+            }
+            catch (IOException) { return null; }
+        }, keepContent: !whole);
+        if (swapped) BufferSwaps++;
+        else InPlaceWritesWhileShared++;
+    }
+
+    /// <summary>Transfers that switched to a resource's spare buffer because a display still read the front one.</summary>
+    public long BufferSwaps { get; private set; }
+
+    /// <summary>Transfers that had to write pixels a display still read (no spare to be had).</summary>
+    public long InPlaceWritesWhileShared { get; private set; }
 
     /// <summary>Bytes copied from guest memory into resources so far.</summary>
     public ulong BytesTransferred { get; private set; }

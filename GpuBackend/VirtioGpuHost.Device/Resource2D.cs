@@ -12,6 +12,8 @@ namespace VirtioGpuHost.Device;
 /// </summary>
 public sealed class Resource2D : IDisposable
 {
+    private MemoryBlock? _spare;
+
     public Resource2D(uint id, VirtioGpuFormat format, uint width, uint height, MemoryBlock memory)
     {
         Id = id;
@@ -28,8 +30,12 @@ public sealed class Resource2D : IDisposable
     public uint Width { get; }
     public uint Height { get; }
     public uint Stride { get; }
-    public MemoryBlock Memory { get; }
-    public GpuSurface Surface { get; }
+    /// <summary>The current pixels (the front buffer).</summary>
+    public MemoryBlock Memory { get; private set; }
+    public GpuSurface Surface { get; private set; }
+
+    /// <summary>Whether a second buffer exists (it counts against the guest's host memory).</summary>
+    public bool HasSpare => _spare is not null;
 
     public ulong SizeBytes => (ulong)Stride * Height;
 
@@ -64,7 +70,37 @@ public sealed class Resource2D : IDisposable
         return view;
     }
 
-    public void Dispose() => Memory.Release();
+    /// <summary>
+    /// Makes the spare buffer the front one (allocating it with <paramref name="allocate"/> the
+    /// first time), so a transfer can write while a display still reads the old pixels; with
+    /// <paramref name="keepContent"/> the old pixels are copied over first (a partial transfer).
+    /// False when no exclusive spare is to be had: the caller then writes in place.
+    /// </summary>
+    internal bool TrySwapBuffers(Func<MemoryBlock?> allocate, bool keepContent)
+    {
+        var next = _spare;
+        if (next is null)
+        {
+            next = allocate();
+            if (next is null) return false;
+        }
+        else if (!next.IsExclusive)
+        {
+            return false;
+        }
+        if (keepContent) Memory.AsSpan(0, (int)SizeBytes).CopyTo(next.AsSpan(0, (int)SizeBytes));
+        _spare = Memory;
+        Memory = next;
+        Surface = new GpuSurface(next, 0, Width, Height, Stride, Format);
+        return true;
+    }
+
+    public void Dispose()
+    {
+        Memory.Release();
+        _spare?.Release();
+        _spare = null;
+    }
 
     public override string ToString() => $"resource {Id} ({Width}x{Height} {Format})";
 }

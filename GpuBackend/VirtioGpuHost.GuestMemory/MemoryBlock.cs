@@ -26,6 +26,12 @@ public abstract class MemoryBlock
     /// <summary>Offset of <see cref="Address"/> within <see cref="Fd"/>.</summary>
     public virtual ulong FdOffset => 0;
 
+    /// <summary>
+    /// True when only its owner holds the block: nobody else (a display sending from it, a
+    /// compositor reading it) can observe a write to it.
+    /// </summary>
+    public bool IsExclusive => Volatile.Read(ref _refs) == 1;
+
     public MemoryBlock AddRef()
     {
         // Never revive a freed block: an increment from 0 would let a later Release free it twice.

@@ -198,6 +198,18 @@ public static unsafe class UnixSocket
         }
     }
 
+    /// <summary>
+    /// TIOCOUTQ: memory the socket's sent data still occupies (for AF_UNIX: everything the peer
+    /// has not read yet, counted with kernel overhead, so never less than the unread bytes).
+    /// </summary>
+    public static long OutputQueueBytes(FdHandle socket)
+    {
+        using var r = new HandleRef(socket);
+        int v = 0;
+        if (ioctl(socket.Number, TIOCOUTQ, &v) < 0) throw Errno.Fail("ioctl(TIOCOUTQ)");
+        return v;
+    }
+
     /// <summary>True when <paramref name="socket"/> is a listening socket (SO_ACCEPTCONN).</summary>
     public static bool IsListening(FdHandle socket)
     {

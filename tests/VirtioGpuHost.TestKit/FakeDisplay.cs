@@ -14,7 +14,19 @@ public sealed class FakeDisplay : IGpuDisplay
     private readonly List<Action> _idle = new();
     private bool _busy;
 
+    private readonly List<GuestMemory.MemoryBlock> _held = new();
+
     public bool OwnsOutputCount { get; set; }
+
+    /// <summary>Keep a reference on the pixels of every flush (as a display that reads them later does).</summary>
+    public bool HoldSurfaceMemory { get; set; }
+
+    /// <summary>Drops the references kept by <see cref="HoldSurfaceMemory"/> (the display has read everything).</summary>
+    public void ReleaseHeld()
+    {
+        foreach (var b in _held) b.Release();
+        _held.Clear();
+    }
 
     /// <summary>When set, GET_DISPLAY_INFO / GET_EDID are forwarded here instead of answered by the device.</summary>
     public Func<Task<byte[]?>>? DisplayInfoQuery { get; set; }
@@ -60,6 +72,7 @@ public sealed class FakeDisplay : IGpuDisplay
     public void ScanoutFlushed(uint scanoutId, GpuSurface surface, VirtioGpuRect source, VirtioGpuRect damage)
     {
         Flushes.Add((scanoutId, damage));
+        if (HoldSurfaceMemory) _held.Add(surface.Memory.AddRef());
         if (!Consoles.TryGetValue(scanoutId, out var c)) throw new InvalidOperationException($"flush on scanout {scanoutId} that was never set");
         if (damage.X + damage.Width > c.Width || damage.Y + damage.Height > c.Height) throw new InvalidOperationException($"damage {damage} outside scanout {c.Width}x{c.Height}");
         var row = new byte[damage.Width * 4];

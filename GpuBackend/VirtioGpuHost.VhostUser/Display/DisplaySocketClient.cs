@@ -14,6 +14,12 @@ namespace VirtioGpuHost.VhostUser.Display;
 /// never blocks the loop (QEMU may itself be waiting for a vhost-user reply from us).
 /// Replies are matched in order to the requests that expect one. Everything runs on the
 /// connection's event loop thread.
+///
+/// Pixels are never copied in user space: an UPDATE's rows go out as iovecs pointing into
+/// the resource's memory, and large ones (≥ <see cref="SpliceThreshold"/>) are spliced
+/// (vmsplice + splice): the kernel passes page references to the display, which copies from
+/// the very pages. A message keeps a reference on that memory until the display has read it
+/// (TIOCOUTQ), so the device can see that the memory is shared and not write into it.
 /// </summary>
 public sealed class DisplaySocketClient : IDisposable
 {
@@ -22,6 +28,12 @@ public sealed class DisplaySocketClient : IDisposable
 
     /// <summary>Above this many queued bytes the device should stop producing until <see cref="Drained"/>.</summary>
     public const long BackpressureBytes = 32L << 20;
+
+    /// <summary>Messages with at least this many pixel bytes are spliced by reference instead of copied by sendmsg.</summary>
+    public const long SpliceThreshold = 256 << 10;
+
+    /// <summary>Messages that may hold references to resource memory at once before the display counts as busy.</summary>
+    public const int MaxReferencingMessages = 2;
 
     private readonly FdHandle _socket;
     private readonly EventLoop _loop;
@@ -34,6 +46,11 @@ public sealed class DisplaySocketClient : IDisposable
     private int _inLength;
     private long _queuedBytes;
     private bool _closed;
+    private SplicePipe? _pipe;
+    private bool _spliceUnavailable;
+    private long _handed; // bytes handed to the kernel so far
+    private readonly Queue<(long End, OutgoingMessage Message)> _unread = new(); // spliced, not yet read by the display
+    private IDisposable? _unreadCheck;
 
     public DisplaySocketClient(FdHandle socket, EventLoop loop, ILogger logger, string connectionName)
     {
@@ -42,7 +59,10 @@ public sealed class DisplaySocketClient : IDisposable
         _log = logger;
         _name = connectionName;
         socket.SetNonBlocking(true);
-        UnixSocket.TrySetSendBuffer(socket, 4 << 20);
+        // Room for a whole 1080p UPDATE in one sendmsg (the kernel doubles the value; without
+        // CAP_NET_ADMIN it is capped at net.core.wmem_max). Backpressure still pauses the
+        // control queue while a zero-copy UPDATE is not fully handed to the kernel.
+        UnixSocket.TrySetSendBuffer(socket, 16 << 20);
         _watch = loop.Watch(socket, Wanted, OnReady);
     }
 
@@ -54,8 +74,22 @@ public sealed class DisplaySocketClient : IDisposable
     /// <summary>Bytes waiting to be written.</summary>
     public long QueuedBytes => _queuedBytes;
 
-    /// <summary>True while the output queue holds zero-copy data or more than <see cref="BackpressureBytes"/>.</summary>
-    public bool IsBackpressured => !_closed && (_queuedBytes > BackpressureBytes || _out.Any(m => m.Segments.Length > 0));
+    /// <summary>
+    /// Messages that still hold a reference to resource memory: queued with zero-copy rows, or
+    /// spliced and not yet read by the display.
+    /// </summary>
+    public int ReferencingMessages => _unread.Count + _out.Count(m => m.HoldsMemory);
+
+    /// <summary>
+    /// True while more than <see cref="BackpressureBytes"/> are queued, or
+    /// <see cref="MaxReferencingMessages"/> messages reference resource memory (at most one frame
+    /// being read while the next one is produced: resources need at most one spare buffer).
+    /// </summary>
+    public bool IsBackpressured => !_closed && (_queuedBytes > BackpressureBytes || ReferencingMessages >= MaxReferencingMessages);
+
+    /// <summary>Pixel bytes sent by splicing (by reference) and by sendmsg (copied by the kernel).</summary>
+    public long SplicedBytes { get; private set; }
+    public long CopiedBytes { get; private set; }
 
     /// <summary>Raised (on the loop) when the output queue empties or the socket closes.</summary>
     public event Action? Drained;
@@ -195,34 +229,98 @@ public sealed class DisplaySocketClient : IDisposable
     private void OnReady(PollEvents ready)
     {
         if ((ready & PollEvents.Out) != 0) Flush();
+        CheckUnread();
         if ((ready & (PollEvents.In | PollEvents.HangUp | PollEvents.Error)) != 0 && !_closed) ReadReplies();
     }
 
     private void Flush()
     {
-        bool hadOutput = _out.Count > 0;
+        bool wasBusy = IsBackpressured;
         try
         {
             while (_out.Count > 0 && !_closed)
             {
                 var m = _out.Peek();
-                var status = m.SendSome(_socket, out long sent);
+                var pipe = m.Spliceable ? Pipe() : null;
+                var status = pipe is null ? m.SendSome(_socket, out long sent) : m.SpliceSome(_socket, pipe, out sent);
                 _queuedBytes -= sent;
+                _handed += sent;
                 if (status == IoStatus.Closed) { Close("the display closed the socket"); return; }
-                if (status == IoStatus.WouldBlock) return;
+                if (status == IoStatus.WouldBlock) break;
                 if (m.Remaining == 0)
                 {
                     _out.Dequeue();
-                    m.Release();
+                    if (pipe is null)
+                    {
+                        CopiedBytes += m.PixelBytes;
+                        m.Release(); // the kernel copied the bytes
+                    }
+                    else
+                    {
+                        SplicedBytes += m.PixelBytes;
+                        _unread.Enqueue((_handed, m)); // the display reads the very pages: hold them
+                    }
                 }
             }
+        }
+        catch (SyscallException e) when (e.Call == "vmsplice" && _out.TryPeek(out var head) && head.NothingSpliced)
+        {
+            // This kernel or memory cannot be spliced: copy from now on (the message is intact).
+            _log.LogInformation("{Conn}: display socket: vmsplice unavailable ({Error}); UPDATE pixels are copied by sendmsg", _name, e.Message);
+            _spliceUnavailable = true;
+            _pipe?.Dispose();
+            _pipe = null;
+            Flush();
+            return;
         }
         catch (SyscallException e)
         {
             Close(e.Message);
             return;
         }
-        if (hadOutput && _out.Count == 0) Drained?.Invoke();
+        CheckUnread();
+        if (wasBusy && !IsBackpressured || _out.Count == 0 && _unread.Count == 0) Drained?.Invoke();
+    }
+
+    private SplicePipe? Pipe()
+    {
+        if (_pipe is not null || _spliceUnavailable) return _pipe;
+        _pipe = SplicePipe.TryCreate(1 << 20);
+        if (_pipe is null)
+        {
+            _spliceUnavailable = true;
+            _log.LogInformation("{Conn}: display socket: no pipe for splicing; UPDATE pixels are copied by sendmsg", _name);
+        }
+        return _pipe;
+    }
+
+    /// <summary>
+    /// Releases spliced messages the display has read. TIOCOUTQ counts what the display has not
+    /// read yet (with kernel overhead, so never less): everything handed before
+    /// handed − outq is read. While some are unread, checks again every millisecond.
+    /// </summary>
+    private void CheckUnread()
+    {
+        if (_unread.Count == 0 || _closed) return;
+        bool wasBusy = IsBackpressured;
+        long outq;
+        try { outq = UnixSocket.OutputQueueBytes(_socket); }
+        catch (SyscallException) { return; }
+        long read = _handed - outq;
+        while (_unread.TryPeek(out var u) && u.End <= read)
+        {
+            _unread.Dequeue();
+            u.Message.Release();
+        }
+        if (_unread.Count > 0)
+        {
+            _unreadCheck ??= _loop.Schedule(TimeSpan.FromMilliseconds(1), () =>
+            {
+                _unreadCheck = null;
+                CheckUnread();
+            });
+        }
+        if (wasBusy && !IsBackpressured) Drained?.Invoke();
     }
 
     private void ReadReplies()
@@ -281,9 +379,13 @@ public sealed class DisplaySocketClient : IDisposable
         _log.LogInformation("{Conn}: display socket closed: {Reason}", _name, reason);
         while (_pending.TryDequeue(out var p)) p.Completion.TrySetResult(null);
         while (_out.TryDequeue(out var m)) m.Release();
+        // Closing the socket frees its queued data; the kernel holds its own page references.
+        while (_unread.TryDequeue(out var u)) u.Message.Release();
+        _unreadCheck?.Dispose();
         _queuedBytes = 0;
         _watch.Dispose();
         _socket.Dispose();
+        _pipe?.Dispose();
         Closed?.Invoke();
         Drained?.Invoke();
     }
@@ -302,11 +404,43 @@ public sealed class DisplaySocketClient : IDisposable
     /// <summary>A message being written: a pinned head (header + small payload) plus optional zero-copy segments.</summary>
     private sealed class OutgoingMessage(byte[] head, IoSegment[] segments, MemoryBlock? keepAlive)
     {
-        private long _offset;
+        private long _offset;   // bytes handed to the socket
+        private long _filled;   // segment bytes moved into the splice pipe
         private readonly long _total = head.Length + segments.Sum(s => (long)s.Length);
 
         public IoSegment[] Segments { get; } = segments;
         public long Remaining => _total - _offset;
+        public long PixelBytes => _total - head.Length;
+        public bool HoldsMemory => keepAlive is not null;
+        public bool Spliceable => keepAlive is not null && PixelBytes >= SpliceThreshold;
+        public bool NothingSpliced => _filled == 0;
+
+        /// <summary>The head by sendmsg, then the segments by vmsplice + splice (page references).</summary>
+        public IoStatus SpliceSome(FdHandle socket, SplicePipe pipe, out long sent)
+        {
+            sent = 0;
+            if (_offset < head.Length)
+            {
+                var st = UnixSocket.Send(socket, head.AsSpan((int)_offset), default, out int n);
+                _offset += n;
+                sent += n;
+                if (st != IoStatus.Ok || _offset < head.Length) return st;
+            }
+            while (_offset < _total)
+            {
+                if (pipe.Buffered == 0)
+                {
+                    long got = pipe.Fill(Segments, _filled);
+                    _filled += got;
+                    if (got == 0) return IoStatus.WouldBlock;
+                }
+                var st = pipe.Drain(socket, out long moved);
+                _offset += moved;
+                sent += moved;
+                if (st != IoStatus.Ok) return st;
+            }
+            return IoStatus.Ok;
+        }
 
         public IoStatus SendSome(FdHandle socket, out long sent)
         {

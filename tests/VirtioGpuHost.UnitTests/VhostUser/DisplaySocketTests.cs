@@ -474,7 +474,7 @@ public class DisplaySocketTests
         int done = 0;
         try
         {
-            for (; done < 4000; done++) vm.Driver.UpdateCursor(0, (uint)done % 100, 0, 7, 0, 0);
+            for (; done < 10000; done++) vm.Driver.UpdateCursor(0, (uint)done % 100, 0, 7, 0, 0);
         }
         catch (TimeoutException)
         {
@@ -482,7 +482,7 @@ public class DisplaySocketTests
         }
         long queued = rig.OnLoop(() => client!.QueuedBytes);
         Assert.True(queued <= DisplaySocketClient.BackpressureBytes + (1 << 20), $"{queued} bytes queued for the display after {done} cursor updates");
-        Assert.True(done < 4000, "the cursor queue never paused");
+        Assert.True(done < 10000, "the cursor queue never paused"); // 10000 x 16 KiB is well above the socket buffer (up to 32 MiB) plus our 32 MiB
         // The display reads again: the waiting cursor update goes through.
         var reader = new Thread(() =>
         {
