@@ -39,7 +39,11 @@ public static unsafe class Poller
     /// Waits until one entry is ready or the timeout (ms, -1 = forever) passes; returns the
     /// number of ready entries. Entries with a null or closed Fd are skipped.
     /// </summary>
-    public static int Poll(Span<PollEntry> entries, int timeoutMs)
+    public static int Poll(Span<PollEntry> entries, int timeoutMs) =>
+        PollMicroseconds(entries, timeoutMs < 0 ? -1 : timeoutMs * 1000L);
+
+    /// <summary>As <see cref="Poll"/> with a timeout in microseconds (ppoll; -1 = forever).</summary>
+    public static int PollMicroseconds(Span<PollEntry> entries, long timeoutUs)
     {
         pollfd* pfds = stackalloc pollfd[entries.Length];
         var added = new bool[entries.Length];
@@ -57,8 +61,14 @@ public static unsafe class Poller
                 pfds[i].fd = fd.Number;
             }
             int rc;
-            do { rc = poll(pfds, (ulong_t)(ulong)entries.Length, timeoutMs); } while (rc < 0 && errno == EINTR);
-            if (rc < 0) throw Errno.Fail("poll");
+            timespec ts = default;
+            if (timeoutUs >= 0)
+            {
+                ts.tv_sec = (time_t)(timeoutUs / 1_000_000);
+                ts.tv_nsec = (long_t)(timeoutUs % 1_000_000 * 1000);
+            }
+            do { rc = ppoll(pfds, (ulong_t)(ulong)entries.Length, timeoutUs >= 0 ? &ts : null, null); } while (rc < 0 && errno == EINTR);
+            if (rc < 0) throw Errno.Fail("ppoll");
             for (int i = 0; i < entries.Length; i++) entries[i].Ready = (PollEvents)pfds[i].revents;
             return rc;
         }

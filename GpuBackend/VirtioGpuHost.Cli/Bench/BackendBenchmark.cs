@@ -55,6 +55,9 @@ internal static class BackendBenchmark
             d.SetUpFrameBuffer(1, fb, 0);
             d.Present(1, fb, new VirtioGpuRect(0, 0, width, height));
 
+            // Back-ends differ in how many UPDATEs set-up makes (ours also sends one after
+            // SET_SCANOUT): let them settle, then count from here, one UPDATE per frame.
+            Thread.Sleep(200);
             var arrivals = new List<long>();
             vm.Display!.UpdateReceived += u => { lock (arrivals) arrivals.Add(u.ReceivedTimestamp); };
             var kicks = new List<long>();
@@ -86,7 +89,9 @@ internal static class BackendBenchmark
                     int want = frame;
                     if (!vm.Display.WaitFor(_ => { lock (arrivals) return arrivals.Count >= want; }, TimeSpan.FromSeconds(10)))
                         throw new TimeoutException($"{target.Name}: warm-up UPDATEs missing");
-                    lock (arrivals) firstArrival = arrivals.Count;
+                    firstArrival = want; // frame i's UPDATE is arrival i
+                    lock (arrivals)
+                        if (arrivals.Count != want) throw new InvalidOperationException($"{target.Name}: {arrivals.Count} UPDATEs for {want} frames");
                 }
                 var transfer = d.Queue(Bytes(d.TransferCommand(1, rect, (ulong)rect.Y * fb.Stride + rect.X * 4UL)));
                 var flush = d.Queue(Bytes(d.FlushCommand(1, rect)));

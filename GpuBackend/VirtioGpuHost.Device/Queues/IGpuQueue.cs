@@ -18,7 +18,10 @@ public interface IGpuQueue
 
     bool TryPop(out DescriptorChain? chain, out QueueError error);
 
-    /// <summary>Publishes the used element and interrupts the driver if it asked for it.</summary>
+    /// <summary>
+    /// Publishes the used element and interrupts the driver if it asked for it (per command, as
+    /// QEMU does: measured against one interrupt per batch, a serial guest was faster this way).
+    /// </summary>
     void Complete(ushort head, uint written);
 
     /// <summary>After the queue looked empty: re-arm notifications and report whether more work arrived.</summary>

@@ -32,8 +32,19 @@ public sealed class DisplaySocketClient : IDisposable
     /// <summary>Messages with at least this many pixel bytes are spliced by reference instead of copied by sendmsg.</summary>
     public const long SpliceThreshold = 256 << 10;
 
-    /// <summary>Messages that may hold references to resource memory at once before the display counts as busy.</summary>
-    public const int MaxReferencingMessages = 2;
+    /// <summary>
+    /// UPDATEs the display may have outstanding (sent or queued, not yet read) before it counts
+    /// as busy: a display that reads slower than the guest draws lags at most this many frames
+    /// (the C back-end's blocking write into a 208 KiB socket buffer allows about 13 small ones).
+    /// </summary>
+    public const int MaxUpdatesInFlight = 8;
+
+    /// <summary>
+    /// UPDATEs holding references to resource memory (spliced, not yet read) before the display
+    /// counts as busy: one frame being read while the next is produced, so a resource never needs
+    /// more than one spare buffer.
+    /// </summary>
+    public const int MaxReferencingUpdates = 2;
 
     private readonly FdHandle _socket;
     private readonly EventLoop _loop;
@@ -49,8 +60,9 @@ public sealed class DisplaySocketClient : IDisposable
     private SplicePipe? _pipe;
     private bool _spliceUnavailable;
     private long _handed; // bytes handed to the kernel so far
-    private readonly Queue<(long End, OutgoingMessage Message)> _unread = new(); // spliced, not yet read by the display
+    private readonly Queue<(long End, OutgoingMessage Message)> _unread = new(); // UPDATEs handed to the kernel, maybe not yet read
     private IDisposable? _unreadCheck;
+    private int _unreadDelayUs = 100;
 
     public DisplaySocketClient(FdHandle socket, EventLoop loop, ILogger logger, string connectionName)
     {
@@ -74,18 +86,41 @@ public sealed class DisplaySocketClient : IDisposable
     /// <summary>Bytes waiting to be written.</summary>
     public long QueuedBytes => _queuedBytes;
 
-    /// <summary>
-    /// Messages that still hold a reference to resource memory: queued with zero-copy rows, or
-    /// spliced and not yet read by the display.
-    /// </summary>
-    public int ReferencingMessages => _unread.Count + _out.Count(m => m.HoldsMemory);
+    /// <summary>UPDATEs queued or sent but not yet read by the display (refreshed from TIOCOUTQ).</summary>
+    public int UpdatesInFlight
+    {
+        get
+        {
+            ReleaseRead();
+            return _pixelMessages;
+        }
+    }
 
     /// <summary>
-    /// True while more than <see cref="BackpressureBytes"/> are queued, or
-    /// <see cref="MaxReferencingMessages"/> messages reference resource memory (at most one frame
-    /// being read while the next one is produced: resources need at most one spare buffer).
+    /// True while more than <see cref="BackpressureBytes"/> are queued, <see cref="MaxUpdatesInFlight"/>
+    /// UPDATEs are not yet read by the display, or <see cref="MaxReferencingUpdates"/> of them still
+    /// reference resource memory. Asking refreshes from the kernel and, when busy, makes sure the
+    /// client keeps looking until it is not (then <see cref="Drained"/> fires).
     /// </summary>
-    public bool IsBackpressured => !_closed && (_queuedBytes > BackpressureBytes || ReferencingMessages >= MaxReferencingMessages);
+    public bool IsBackpressured
+    {
+        get
+        {
+            ReleaseRead();
+            bool busy = BusyAsLastSeen;
+            if (busy) _wakeWanted = true;
+            if (busy && _unread.Count > 0) ScheduleUnreadCheck();
+            return busy;
+        }
+    }
+
+    // Counts kept as messages move: queued or unread UPDATEs, and those holding resource memory.
+    private int _pixelMessages, _referencingMessages;
+    private bool _wakeWanted;
+
+    /// <summary>The busy state from what is known now, without asking the kernel (to detect transitions).</summary>
+    private bool BusyAsLastSeen => !_closed &&
+        (_queuedBytes > BackpressureBytes || _pixelMessages >= MaxUpdatesInFlight || _referencingMessages >= MaxReferencingUpdates);
 
     /// <summary>Pixel bytes sent by splicing (by reference) and by sendmsg (copied by the kernel).</summary>
     public long SplicedBytes { get; private set; }
@@ -220,6 +255,8 @@ public sealed class DisplaySocketClient : IDisposable
             return;
         }
         _out.Enqueue(m);
+        if (m.HasPixels) _pixelMessages++;
+        if (m.HoldsMemory) _referencingMessages++;
         _queuedBytes += m.Remaining;
         Flush(); // write what fits now; the rest goes when the socket is writable
     }
@@ -235,7 +272,7 @@ public sealed class DisplaySocketClient : IDisposable
 
     private void Flush()
     {
-        bool wasBusy = IsBackpressured;
+        bool wasBusy = BusyAsLastSeen;
         try
         {
             while (_out.Count > 0 && !_closed)
@@ -253,13 +290,13 @@ public sealed class DisplaySocketClient : IDisposable
                     if (pipe is null)
                     {
                         CopiedBytes += m.PixelBytes;
-                        m.Release(); // the kernel copied the bytes
+                        Release(m); // the kernel copied the bytes
                     }
                     else
                     {
-                        SplicedBytes += m.PixelBytes;
-                        _unread.Enqueue((_handed, m)); // the display reads the very pages: hold them
+                        SplicedBytes += m.PixelBytes; // the display reads the very pages: hold them until it has
                     }
+                    if (m.HasPixels) _unread.Enqueue((_handed, m));
                 }
             }
         }
@@ -279,7 +316,11 @@ public sealed class DisplaySocketClient : IDisposable
             return;
         }
         CheckUnread();
-        if (wasBusy && !IsBackpressured || _out.Count == 0 && _unread.Count == 0) Drained?.Invoke();
+        if ((wasBusy || _wakeWanted) && !BusyAsLastSeen || _out.Count == 0 && _unread.Count == 0)
+        {
+            _wakeWanted = false;
+            Drained?.Invoke();
+        }
     }
 
     private SplicePipe? Pipe()
@@ -294,15 +335,20 @@ public sealed class DisplaySocketClient : IDisposable
         return _pipe;
     }
 
+    private void Release(OutgoingMessage m)
+    {
+        if (m.HoldsMemory) _referencingMessages--;
+        m.Release();
+    }
+
     /// <summary>
-    /// Releases spliced messages the display has read. TIOCOUTQ counts what the display has not
-    /// read yet (with kernel overhead, so never less): everything handed before
-    /// handed − outq is read. While some are unread, checks again every millisecond.
+    /// Forgets (and releases the memory of) UPDATEs the display has read. TIOCOUTQ counts what the
+    /// display has not read yet (with kernel overhead, so never less): everything handed before
+    /// handed − outq is read.
     /// </summary>
-    private void CheckUnread()
+    private void ReleaseRead()
     {
         if (_unread.Count == 0 || _closed) return;
-        bool wasBusy = IsBackpressured;
         long outq;
         try { outq = UnixSocket.OutputQueueBytes(_socket); }
         catch (SyscallException) { return; }
@@ -310,18 +356,38 @@ public sealed class DisplaySocketClient : IDisposable
         while (_unread.TryPeek(out var u) && u.End <= read)
         {
             _unread.Dequeue();
-            u.Message.Release();
+            _pixelMessages--;
+            Release(u.Message);
         }
-        if (_unread.Count > 0)
-        {
-            _unreadCheck ??= _loop.Schedule(TimeSpan.FromMilliseconds(1), () =>
-            {
-                _unreadCheck = null;
-                CheckUnread();
-            });
-        }
-        if (wasBusy && !IsBackpressured) Drained?.Invoke();
     }
+
+    /// <summary>
+    /// Looks at what the display has read, and keeps looking (after 100 µs, backing off to 2 ms for
+    /// a display that reads slowly) while resource memory is still referenced or someone waits for
+    /// the display; wakes the waiters once it is no longer busy. Small UPDATEs that nobody waits
+    /// for cost no timer.
+    /// </summary>
+    private void CheckUnread()
+    {
+        if (_unread.Count == 0 || _closed) return;
+        bool wasBusy = BusyAsLastSeen;
+        int before = _unread.Count;
+        ReleaseRead();
+        _unreadDelayUs = _unread.Count < before ? 100 : Math.Min(_unreadDelayUs * 2, 2000);
+        if (_unread.Count > 0 && (_referencingMessages > 0 || _wakeWanted)) ScheduleUnreadCheck();
+        if ((wasBusy || _wakeWanted) && !BusyAsLastSeen)
+        {
+            _wakeWanted = false;
+            Drained?.Invoke();
+        }
+    }
+
+    private void ScheduleUnreadCheck() =>
+        _unreadCheck ??= _loop.Schedule(TimeSpan.FromMicroseconds(_unreadDelayUs), () =>
+        {
+            _unreadCheck = null;
+            CheckUnread();
+        });
 
     private void ReadReplies()
     {
@@ -381,6 +447,7 @@ public sealed class DisplaySocketClient : IDisposable
         while (_out.TryDequeue(out var m)) m.Release();
         // Closing the socket frees its queued data; the kernel holds its own page references.
         while (_unread.TryDequeue(out var u)) u.Message.Release();
+        _pixelMessages = _referencingMessages = 0;
         _unreadCheck?.Dispose();
         _queuedBytes = 0;
         _watch.Dispose();
@@ -411,6 +478,7 @@ public sealed class DisplaySocketClient : IDisposable
         public IoSegment[] Segments { get; } = segments;
         public long Remaining => _total - _offset;
         public long PixelBytes => _total - head.Length;
+        public bool HasPixels => Segments.Length > 0;
         public bool HoldsMemory => keepAlive is not null;
         public bool Spliceable => keepAlive is not null && PixelBytes >= SpliceThreshold;
         public bool NothingSpliced => _filled == 0;
@@ -471,6 +539,11 @@ public sealed class DisplaySocketClient : IDisposable
             }
         }
 
-        public void Release() => keepAlive?.Release();
+        /// <summary>Gives back the memory reference (once; later calls do nothing).</summary>
+        public void Release()
+        {
+            keepAlive?.Release();
+            keepAlive = null;
+        }
     }
 }

@@ -91,7 +91,7 @@ public sealed class EventLoop : IDisposable
                 if (!_posted.IsEmpty) continue;
 
                 var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(entries);
-                Poller.Poll(span, NextTimeoutMs());
+                Poller.PollMicroseconds(span, NextTimeoutUs());
                 if (span[0].Readable) EventFd.Drain(_wake);
                 for (int i = 1; i < span.Length; i++)
                 {
@@ -124,14 +124,14 @@ public sealed class EventLoop : IDisposable
         }
     }
 
-    private int NextTimeoutMs()
+    private long NextTimeoutUs()
     {
         while (_timers.TryPeek(out var t, out long due))
         {
             if (t.Cancelled) { _timers.Dequeue(); continue; }
             long ticks = due - Stopwatch.GetTimestamp();
             if (ticks <= 0) return 0;
-            return (int)Math.Min(int.MaxValue, ticks * 1000 / Stopwatch.Frequency + 1);
+            return ticks * 1_000_000 / Stopwatch.Frequency + 1;
         }
         return -1;
     }

@@ -102,3 +102,39 @@ internal static class BackendContractTestsHelpers
         Assert.True(same, "the console never showed the framebuffer");
     }
 }
+
+/// <summary>A display that reads slower than the guest draws lags a bounded number of frames.</summary>
+public class DisplayLagTests
+{
+    [Fact]
+    public async Task SlowDisplay_SmallUpdates_GuestIsHeldWithinTheInFlightLimit()
+    {
+        using var backend = new InProcessBackend();
+        using var vm = GpuVm.Connect(backend.SocketPath, new GpuVmOptions
+        {
+            Display = new DisplayServerOptions { Width = 128, Height = 128, UpdateReadDelay = TimeSpan.FromMilliseconds(40) },
+        });
+        Assert.True(vm.WaitForDisplayReady(TimeSpan.FromSeconds(10)));
+        var fb = FrameBuffer.Allocate(vm.Ram, 128, 128, VirtioGpuFormat.B8G8R8X8Unorm, scattered: false);
+        vm.Driver.SetUpFrameBuffer(1, fb, 0);
+        Assert.True(vm.Display!.WaitFor(d => d.UpdateCount >= 1, TimeSpan.FromSeconds(5))); // SET_SCANOUT's
+        int flushed = 0, worstLag = 0;
+        var guest = Task.Run(() =>
+        {
+            for (int i = 0; i < 30; i++)
+            {
+                fb.FillRect(0, 0, 16, 16, 0xFF000000u | (uint)i);
+                vm.Driver.Present(1, fb, new VirtioGpuRect(0, 0, 16, 16));
+                Interlocked.Increment(ref flushed);
+                int lag = flushed - (int)(vm.Display.UpdateCount - 1);
+                if (lag > worstLag) worstLag = lag;
+            }
+        });
+        await guest.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        // Every completed flush's UPDATE was sent; at most the limit of them (plus the one just
+        // completed) can be unread by the display at any moment.
+        Assert.Equal(8, VirtioGpuHost.VhostUser.Display.DisplaySocketClient.MaxUpdatesInFlight);
+        Assert.InRange(worstLag, 1, 8 + 1);
+        Assert.True(vm.Display.WaitFor(d => d.UpdateCount >= 31, TimeSpan.FromSeconds(10)));
+    }
+}
