@@ -1,0 +1,88 @@
+using VirtioGpuHost.Compositor.Core.Geometry;
+
+namespace VirtioGpuHost.Compositor.Core.Layout;
+
+/// <summary>How trusted a VM's pixels are. Content of a lower class never covers a zone of a higher one.</summary>
+public enum SafetyClass
+{
+    Untrusted = 0,
+    Normal = 1,
+    Critical = 2,
+}
+
+/// <summary>How a scanout fills its zone's content rectangle (all sampling is nearest-neighbour).</summary>
+public enum ScaleMode
+{
+    /// <summary>Largest uniform scale that fits, centred (letterbox).</summary>
+    Fit,
+    /// <summary>Smallest uniform scale that covers, centred and cropped.</summary>
+    Fill,
+    /// <summary>Largest whole-number scale that fits (1 if even 1 does not fit: then cropped), centred.</summary>
+    Integer,
+    /// <summary>1:1, centred, cropped.</summary>
+    None,
+}
+
+/// <summary>What a zone shows while its VM is stale or gone.</summary>
+public enum FallbackKind
+{
+    /// <summary>The last frame, dimmed, with a "NO SIGNAL" label.</summary>
+    Dim,
+    /// <summary>A placeholder colour.</summary>
+    Color,
+    /// <summary>Another VM's scanout (of at least the zone's class).</summary>
+    OtherVm,
+}
+
+public sealed record FallbackConfig(FallbackKind Kind, ColorBgra Color = default, string? Vm = null, int Scanout = 0);
+
+/// <summary>A host output (a screen).</summary>
+public sealed record OutputConfig(string Name, int Width, int Height, int RefreshHz, ColorBgra Background);
+
+/// <summary>
+/// A rectangle on an output. Zones stack by <see cref="Z"/> (higher on top). <see cref="Class"/>
+/// protects it: content of a lower class is never drawn inside <see cref="Rect"/>, whatever its z.
+/// The host keeps a label bar of <see cref="LayoutConfig.LabelHeight"/> at its top and a border
+/// around it; guests draw only in what is left (<see cref="LayoutConfig.ContentRect"/>).
+/// </summary>
+public sealed record ZoneConfig(string Name, string Output, RectI Rect, int Z, SafetyClass Class);
+
+/// <summary>A VM: its vhost-user socket, its trusted label, its class, its watchdog.</summary>
+public sealed record VmConfig(
+    string Name,
+    string Socket,
+    string Label,
+    ColorBgra LabelColor,
+    SafetyClass Class,
+    TimeSpan FramePeriod,
+    bool ContentMustChange,
+    FallbackConfig Fallback);
+
+/// <summary>
+/// A VM scanout shown in a zone. A zone shows its highest-priority active placement:
+/// ordinary ones are always active; a <see cref="Preempts"/> placement (a warning, a rear
+/// camera) is active only while its VM shows a live frame on that scanout, and the zone
+/// returns to the preempted one when it ends.
+/// </summary>
+public sealed record PlacementConfig(string Vm, int Scanout, string Zone, ScaleMode Scale, int Priority, bool Preempts);
+
+/// <summary>A whole validated layout. Immutable: a reload builds a new one and swaps it in.</summary>
+public sealed record LayoutConfig(
+    IReadOnlyList<OutputConfig> Outputs,
+    IReadOnlyList<ZoneConfig> Zones,
+    IReadOnlyList<VmConfig> Vms,
+    IReadOnlyList<PlacementConfig> Placements,
+    int LabelHeight = 28,
+    int BorderWidth = 2)
+{
+    /// <summary>Where guests may draw inside a zone: below the label bar, inside the border.</summary>
+    public RectI ContentRect(ZoneConfig zone) =>
+        zone.Rect.Inset(BorderWidth, LabelHeight + BorderWidth, BorderWidth, BorderWidth);
+
+    /// <summary>The label bar at the top of a zone.</summary>
+    public RectI LabelRect(ZoneConfig zone) => new(zone.Rect.X, zone.Rect.Y, zone.Rect.Width, Math.Min(LabelHeight, zone.Rect.Height));
+
+    public VmConfig? Vm(string name) => Vms.FirstOrDefault(v => v.Name == name);
+    public ZoneConfig? Zone(string name) => Zones.FirstOrDefault(z => z.Name == name);
+    public OutputConfig? Output(string name) => Outputs.FirstOrDefault(o => o.Name == name);
+}
