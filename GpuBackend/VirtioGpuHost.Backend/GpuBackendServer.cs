@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using VirtioGpuHost.Device;
+using VirtioGpuHost.Device.Display;
 using VirtioGpuHost.Interop;
 using VirtioGpuHost.VhostUser.Backend;
 
@@ -11,7 +12,7 @@ namespace VirtioGpuHost.Backend;
 /// socket (QEMU's and libvirt's `--fd`). Each connection gets a fresh device and its own
 /// event loop; when it ends, every fd and mapping it held is released.
 /// </summary>
-public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory loggers)
+public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory loggers, string? name = null, Func<GpuDevice, IGpuDisplay>? ownDisplay = null)
 {
     private readonly ILogger _log = loggers.CreateLogger("VirtioGpuHost.Backend");
     private volatile VhostUserBackendConnection? _current;
@@ -60,11 +61,11 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
     public void ServeConnection(FdHandle socket, CancellationToken cancel)
     {
         int n = Interlocked.Increment(ref _connections);
-        string name = $"conn {n}";
-        var device = new VhostUserGpuDevice(options, loggers.CreateLogger("VirtioGpuHost.Gpu"));
-        var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), name);
+        string connName = name is null ? $"conn {n}" : $"{name} #{n}";
+        var device = new VhostUserGpuDevice(options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay);
+        var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), connName);
         _current = connection;
-        _log.LogInformation("{Conn}: front-end connected", name);
+        _log.LogInformation("{Conn}: front-end connected", connName);
         DeviceCreated?.Invoke(device);
         using var reg = cancel.Register(connection.Stop);
         try
@@ -74,13 +75,13 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
         catch (Exception e)
         {
             // A bug or host failure in one connection must not take the process down.
-            _log.LogError(e, "{Conn}: connection failed", name);
+            _log.LogError(e, "{Conn}: connection failed", connName);
             connection.Dispose();
         }
         finally
         {
             _current = null;
-            _log.LogInformation("{Conn}: connection closed; {Commands} commands executed", name, device.Gpu.CommandsExecuted);
+            _log.LogInformation("{Conn}: connection closed; {Commands} commands executed", connName, device.Gpu.CommandsExecuted);
         }
     }
 

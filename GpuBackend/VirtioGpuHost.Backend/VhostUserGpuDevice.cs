@@ -35,10 +35,19 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     private ushort _controlStoppedAt;
     private bool _cursorWaiting;
 
-    public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger)
+    private readonly Func<GpuDevice, IGpuDisplay>? _ownDisplay;
+    private IGpuDisplay _idleDisplay = NullDisplay.Instance;
+
+    /// <param name="ownDisplay">
+    /// When given, the device presents on this display (the compositor) for its whole life, and a
+    /// display socket QEMU hands over is negotiated but not drawn on. Without it, QEMU's display
+    /// socket is the display (drop-in mode).
+    /// </param>
+    public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger, Func<GpuDevice, IGpuDisplay>? ownDisplay = null)
     {
         _options = options;
         _log = logger;
+        _ownDisplay = ownDisplay;
     }
 
     /// <summary>The device model (available after the connection attached).</summary>
@@ -60,6 +69,11 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     {
         _services = services;
         _device = new GpuDevice(_options, _log, services.ConnectionName, () => services.Memory);
+        if (_ownDisplay is not null)
+        {
+            _idleDisplay = _ownDisplay(_device);
+            _device.Display = _idleDisplay;
+        }
     }
 
     public void AcknowledgeFeatures(ulong features) => _device.AcknowledgeFeatures(features);
@@ -174,6 +188,12 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
         {
             // Until the display has negotiated, the control queue waits (the C back-end does the
             // same), so that GET_DISPLAY_INFO and GET_EDID go to QEMU.
+            if (_ownDisplay is not null)
+            {
+                // The compositor is the display: answer QEMU's display socket, draw nothing on it.
+                await display.NegotiateAsync(() => DisplayAttached?.Invoke(display));
+                return;
+            }
             _device.Display = new PendingDisplay(display);
             await display.NegotiateAsync(() =>
             {
@@ -193,7 +213,7 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     {
         var old = _display;
         _display = null;
-        _device.Display = NullDisplay.Instance;
+        if (_device.Display != _idleDisplay) _device.Display = _idleDisplay;
         old?.Dispose();
         _control?.Process();
     }

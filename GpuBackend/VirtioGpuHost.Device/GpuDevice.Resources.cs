@@ -108,18 +108,23 @@ public sealed partial class GpuDevice
         if (backing is null)
             return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId}: its backing is no longer in guest memory");
 
-        if (!res.Memory.IsExclusive) MakeWritable(res, c.Rect);
+        // A compositor may take the current pixels from another thread (IPixelSource): deciding
+        // where to write and writing happen under the resource's lock.
+        lock (res.Sync)
+        {
+            if (!res.Memory.IsExclusive) MakeWritable(res, c.Rect);
 
-        ulong dst = (ulong)c.Rect.Y * res.Stride + (ulong)c.Rect.X * PixelFormats.BytesPerPixel;
-        if (rowBytes == res.Stride)
-        {
-            // Whole rows: source and destination are both contiguous.
-            backing.CopyTo(c.Offset, res.Memory.AsSpan(dst, checked((int)(rowBytes * c.Rect.Height))));
-        }
-        else
-        {
-            for (uint h = 0; h < c.Rect.Height; h++)
-                backing.CopyTo(c.Offset + (ulong)res.Stride * h, res.Memory.AsSpan(dst + (ulong)res.Stride * h, (int)rowBytes));
+            ulong dst = (ulong)c.Rect.Y * res.Stride + (ulong)c.Rect.X * PixelFormats.BytesPerPixel;
+            if (rowBytes == res.Stride)
+            {
+                // Whole rows: source and destination are both contiguous.
+                backing.CopyTo(c.Offset, res.Memory.AsSpan(dst, checked((int)(rowBytes * c.Rect.Height))));
+            }
+            else
+            {
+                for (uint h = 0; h < c.Rect.Height; h++)
+                    backing.CopyTo(c.Offset + (ulong)res.Stride * h, res.Memory.AsSpan(dst + (ulong)res.Stride * h, (int)rowBytes));
+            }
         }
         BytesTransferred += rowBytes * c.Rect.Height;
         return GpuResponse.Ok;

@@ -10,7 +10,7 @@ namespace VirtioGpuHost.Device;
 /// it, kept as guest addresses and resolved in the current memory at each transfer (never
 /// as host pointers that could dangle after a memory table change).
 /// </summary>
-public sealed class Resource2D : IDisposable
+public sealed class Resource2D : IDisposable, IPixelSource
 {
     private MemoryBlock? _spare;
 
@@ -22,8 +22,24 @@ public sealed class Resource2D : IDisposable
         Height = height;
         Stride = width * PixelFormats.BytesPerPixel;
         Memory = memory;
-        Surface = new GpuSurface(memory, 0, width, height, Stride, format);
+        Surface = new GpuSurface(memory, 0, width, height, Stride, format) { Source = this };
     }
+
+    /// <summary>Held while the device decides where to write and writes (see <see cref="IPixelSource"/>).</summary>
+    internal object Sync { get; } = new();
+
+    public GpuSurface? AcquireCurrent()
+    {
+        lock (Sync)
+        {
+            if (_disposed) return null;
+            var s = Surface;
+            s.Memory.AddRef();
+            return s;
+        }
+    }
+
+    private bool _disposed;
 
     public uint Id { get; }
     public VirtioGpuFormat Format { get; }
@@ -91,15 +107,20 @@ public sealed class Resource2D : IDisposable
         if (keepContent) Memory.AsSpan(0, (int)SizeBytes).CopyTo(next.AsSpan(0, (int)SizeBytes));
         _spare = Memory;
         Memory = next;
-        Surface = new GpuSurface(next, 0, Width, Height, Stride, Format);
+        Surface = new GpuSurface(next, 0, Width, Height, Stride, Format) { Source = this };
         return true;
     }
 
     public void Dispose()
     {
-        Memory.Release();
-        _spare?.Release();
-        _spare = null;
+        lock (Sync)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            Memory.Release();
+            _spare?.Release();
+            _spare = null;
+        }
     }
 
     public override string ToString() => $"resource {Id} ({Width}x{Height} {Format})";

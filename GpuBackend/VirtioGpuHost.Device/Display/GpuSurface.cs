@@ -10,10 +10,28 @@ namespace VirtioGpuHost.Device.Display;
 /// </summary>
 public sealed record GpuSurface(MemoryBlock Memory, ulong Offset, uint Width, uint Height, uint Stride, VirtioGpuFormat Format)
 {
+    /// <summary>
+    /// Where to get this resource's current pixels from another thread (a compositor that
+    /// renders while the device keeps transferring); null for surfaces that never change.
+    /// </summary>
+    public IPixelSource? Source { get; init; }
+
     /// <summary>One row of <paramref name="rect"/> (bytes of width*4 starting at column rect.X).</summary>
     public Span<byte> Row(VirtioGpuRect rect, uint row) =>
         Memory.AsSpan(Offset + (ulong)(rect.Y + row) * Stride + (ulong)rect.X * PixelFormats.BytesPerPixel, checked((int)rect.Width * PixelFormats.BytesPerPixel));
 
     /// <summary>Native address of pixel (x, y) (for zero-copy sends).</summary>
     public nint Address(uint x, uint y) => Memory.Address + (nint)(Offset + (ulong)y * Stride + (ulong)x * PixelFormats.BytesPerPixel);
+}
+
+/// <summary>
+/// A resource's pixels as another thread reads them. The device writes a resource's pixels
+/// only under the same lock and only into memory nobody else holds (it switches to a spare
+/// buffer otherwise), so a reader holding the acquired surface never sees a transfer in
+/// progress.
+/// </summary>
+public interface IPixelSource
+{
+    /// <summary>The current pixels with a reference taken (Release <see cref="GpuSurface.Memory"/> when done); null once the resource is gone.</summary>
+    GpuSurface? AcquireCurrent();
 }

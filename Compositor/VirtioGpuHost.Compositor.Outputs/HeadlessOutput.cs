@@ -1,0 +1,66 @@
+using VirtioGpuHost.Compositor.Core.Geometry;
+using VirtioGpuHost.Compositor.Rendering;
+
+namespace VirtioGpuHost.Compositor.Outputs;
+
+/// <summary>
+/// An output without a screen: frames stay in memory; a snapshot (pixels or PNG) can be taken
+/// at any time and always shows one whole presented frame, never one being rendered.
+/// </summary>
+public sealed class HeadlessOutput : IOutput
+{
+    private readonly object _lock = new();
+    private uint[] _presented;
+
+    public HeadlessOutput(IRenderer renderer, string name, SizeI size, int refreshHz)
+    {
+        Name = name;
+        Size = size;
+        RefreshHz = refreshHz;
+        Target = renderer.CreateTarget(size);
+        _presented = new uint[size.Width * size.Height];
+    }
+
+    public string Name { get; }
+    public SizeI Size { get; }
+    public int RefreshHz { get; }
+    public IRenderTarget Target { get; }
+    public long FramesPresented { get; private set; }
+
+    /// <summary>Raised after each present (on the compositor's thread).</summary>
+    public event Action<HeadlessOutput, long>? Presented;
+
+    public void Present(long frame, Region damage)
+    {
+        lock (_lock)
+        {
+            // Only what changed is copied out of the render target.
+            foreach (var r in damage.Rects)
+            {
+                var clipped = r.Intersect(Size.ToRect());
+                if (clipped.IsEmpty) continue;
+                var tmp = new uint[clipped.Width * clipped.Height];
+                Target.ReadPixels(clipped, tmp);
+                for (int y = 0; y < clipped.Height; y++)
+                    tmp.AsSpan(y * clipped.Width, clipped.Width).CopyTo(_presented.AsSpan((clipped.Y + y) * Size.Width + clipped.X, clipped.Width));
+            }
+            FramesPresented++;
+        }
+        Presented?.Invoke(this, frame);
+    }
+
+    /// <summary>A copy of the last presented frame (0xAARRGGBB, row by row).</summary>
+    public uint[] Snapshot()
+    {
+        lock (_lock) return (uint[])_presented.Clone();
+    }
+
+    /// <summary>The last presented frame as a PNG file.</summary>
+    public void SavePng(string path)
+    {
+        var pixels = Snapshot();
+        PngFile.Write(path, Size, pixels);
+    }
+
+    public void Dispose() => Target.Dispose();
+}
