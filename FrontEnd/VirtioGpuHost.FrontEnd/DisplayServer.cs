@@ -147,6 +147,11 @@ public sealed class DisplayServer : IDisposable
         {
             if (!_stopping) Fail(e.Message);
         }
+        catch (Exception e)
+        {
+            // A test display must report what the back-end sent, never take the test host down.
+            Fail($"display server: {e.GetType().Name}: {e.Message}");
+        }
         finally
         {
             lock (_lock)
@@ -199,6 +204,12 @@ public sealed class DisplayServer : IDisposable
     private void Scanout(uint id, uint width, uint height)
     {
         if (id >= _options.MaxOutputs) return;
+        // QEMU's consoles refuse surfaces beyond 16384 per side; the back-end is untrusted here too.
+        if (width > MaxSurfaceSide || height > MaxSurfaceSide)
+        {
+            Fail($"SCANOUT {id}: {width}x{height} exceeds {MaxSurfaceSide} per side");
+            return;
+        }
         lock (_lock)
         {
             // QEMU starts a blank surface on every SCANOUT; width 0 disables the scanout.
@@ -324,10 +335,12 @@ public sealed class DisplayServer : IDisposable
         _socket.Dispose();
     }
 
+    private const uint MaxSurfaceSide = 16384;
+
     private sealed class Surface(uint width, uint height)
     {
         public uint Width { get; } = width;
         public uint Height { get; } = height;
-        public uint[] Pixels { get; } = new uint[width * height];
+        public uint[] Pixels { get; } = new uint[checked((long)width * height)];
     }
 }

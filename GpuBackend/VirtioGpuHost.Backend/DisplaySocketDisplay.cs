@@ -20,10 +20,20 @@ public sealed class DisplaySocketDisplay : IGpuDisplay, IDisposable
     private readonly List<Action> _idleWaiters = new();
     private bool _negotiated;
 
+    // UPDATEs waiting for the display to stop lagging, per scanout: the newest surface and the
+    // bounding box of the damage. Nothing is allocated for them until they go out.
+    private readonly PendingUpdate?[] _pendingUpdates = new PendingUpdate?[VirtioGpuLimits.MaxScanouts];
+
     public DisplaySocketDisplay(DisplaySocketClient client)
     {
         _client = client;
-        _client.Drained += WakeIdleWaiters;
+        _client.Drained += OnDrained;
+    }
+
+    private void OnDrained()
+    {
+        SendPendingUpdates();
+        WakeIdleWaiters();
     }
 
     public DisplaySocketClient Client => _client;
@@ -50,7 +60,7 @@ public sealed class DisplaySocketDisplay : IGpuDisplay, IDisposable
     public Task<byte[]?>? QueryEdid(uint scanoutId) =>
         _client.IsClosed || (_client.Features & GpuDisplayProtocolFeatures.Edid) == 0 ? null : _client.GetEdidAsync(scanoutId);
 
-    public bool IsBusy => !_client.IsClosed && (!_negotiated || _client.IsBackpressured);
+    public bool IsBusy => !_client.IsClosed && (!_negotiated || _client.IsBackpressured || Array.Exists(_pendingUpdates, u => u is not null));
 
     public void WhenIdle(Action resume)
     {
@@ -68,11 +78,55 @@ public sealed class DisplaySocketDisplay : IGpuDisplay, IDisposable
 
     public void ScanoutChanged(uint scanoutId, GpuSurface? surface, VirtioGpuRect source)
     {
+        // An UPDATE still waiting belongs to the old surface (or size): it goes.
+        _pendingUpdates[scanoutId] = null;
         if (surface is null) _client.SendScanout(scanoutId, 0, 0);
         else _client.SendScanout(scanoutId, source.Width, source.Height);
     }
 
+    /// <summary>
+    /// Sends the UPDATE now, or, while the display lags, keeps it (merged with what is already
+    /// waiting for that scanout) until the display catches up: one flush of a resource shown on
+    /// 16 scanouts never puts 16 full frames in flight at once.
+    /// </summary>
     public void ScanoutFlushed(uint scanoutId, GpuSurface surface, VirtioGpuRect source, VirtioGpuRect damage)
+    {
+        if (_pendingUpdates[scanoutId] is { } waiting && waiting.Source == source)
+            damage = Union(waiting.Damage, damage);
+        if (_client.IsBackpressured)
+        {
+            _pendingUpdates[scanoutId] = new PendingUpdate(surface, source, damage);
+            return;
+        }
+        _pendingUpdates[scanoutId] = null;
+        SendUpdate(scanoutId, surface, source, damage);
+    }
+
+    private void SendPendingUpdates()
+    {
+        for (uint i = 0; i < _pendingUpdates.Length; i++)
+        {
+            if (_pendingUpdates[i] is not { } u) continue;
+            if (_client.IsClosed || _client.IsBackpressured) return;
+            _pendingUpdates[i] = null;
+            // The surface may have switched buffers since: send the resource's current pixels.
+            var current = u.Surface.Source?.AcquireCurrent();
+            if (current is null && u.Surface.Source is not null) continue; // the resource is gone
+            try { SendUpdate(i, current ?? u.Surface, u.Source, u.Damage); }
+            finally { current?.Memory.Release(); }
+        }
+    }
+
+    private static VirtioGpuRect Union(VirtioGpuRect a, VirtioGpuRect b)
+    {
+        uint x0 = Math.Min(a.X, b.X), y0 = Math.Min(a.Y, b.Y);
+        uint x1 = Math.Max(a.X + a.Width, b.X + b.Width), y1 = Math.Max(a.Y + a.Height, b.Y + b.Height);
+        return new VirtioGpuRect(x0, y0, x1 - x0, y1 - y0);
+    }
+
+    private sealed record PendingUpdate(GpuSurface Surface, VirtioGpuRect Source, VirtioGpuRect Damage);
+
+    private void SendUpdate(uint scanoutId, GpuSurface surface, VirtioGpuRect source, VirtioGpuRect damage)
     {
         var rect = new VirtioGpuRect(source.X + damage.X, source.Y + damage.Y, damage.Width, damage.Height);
         int rowBytes = checked((int)rect.Width * PixelFormats.BytesPerPixel);
@@ -91,7 +145,7 @@ public sealed class DisplaySocketDisplay : IGpuDisplay, IDisposable
             _client.SendUpdate(scanoutId, damage.X, damage.Y, damage.Width, damage.Height, rows, surface.Memory);
             return;
         }
-        var scratch = NativeBlock.Allocate((ulong)rowBytes * rect.Height);
+        var scratch = NativeBlock.Allocate((ulong)rowBytes * rect.Height, clear: false);
         try
         {
             for (uint y = 0; y < rect.Height; y++)
@@ -113,7 +167,7 @@ public sealed class DisplaySocketDisplay : IGpuDisplay, IDisposable
 
     public void Dispose()
     {
-        _client.Drained -= WakeIdleWaiters;
+        _client.Drained -= OnDrained;
         _client.Dispose();
         var waiters = _idleWaiters.ToArray();
         _idleWaiters.Clear();

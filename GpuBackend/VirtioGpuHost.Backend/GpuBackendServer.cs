@@ -7,15 +7,20 @@ using VirtioGpuHost.VhostUser.Backend;
 namespace VirtioGpuHost.Backend;
 
 /// <summary>
-/// Serves vhost-user-gpu connections: on a listening socket, one front-end at a time, and
-/// the next one after it disconnects (QEMU restarted); or on one inherited connected
-/// socket (QEMU's and libvirt's `--fd`). Each connection gets a fresh device and its own
-/// event loop; when it ends, every fd and mapping it held is released.
+/// Serves vhost-user-gpu connections: on a listening socket (each front-end on its own thread,
+/// so a new QEMU is served at once even while an old, dead or hostile connection has not ended
+/// yet), or on one inherited connected socket (QEMU's and libvirt's `--fd`). Each connection
+/// gets a fresh device and its own event loop; when it ends, every fd and mapping it held is
+/// released.
 /// </summary>
 public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory loggers, string? name = null, Func<GpuDevice, IGpuDisplay>? ownDisplay = null)
 {
+    /// <summary>Connections served at once on one socket; more wait in the listen backlog.</summary>
+    public const int MaxConcurrentConnections = 8;
+
     private readonly ILogger _log = loggers.CreateLogger("VirtioGpuHost.Backend");
-    private volatile VhostUserBackendConnection? _current;
+    private readonly HashSet<VhostUserBackendConnection> _active = new();
+    private readonly SemaphoreSlim _slots = new(MaxConcurrentConnections);
     private int _connections;
 
     /// <summary>Connections served so far.</summary>
@@ -49,11 +54,34 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
 
     private void ServeListener(FdHandle listener, CancellationToken cancel)
     {
-        while (!cancel.IsCancellationRequested)
+        var threads = new List<Thread>();
+        try
         {
-            var conn = UnixSocket.Accept(listener, timeoutMs: 200);
-            if (conn is null) continue;
-            ServeConnection(conn, cancel);
+            while (!cancel.IsCancellationRequested)
+            {
+                if (!_slots.Wait(200, CancellationToken.None)) continue;
+                FdHandle? conn;
+                try { conn = UnixSocket.Accept(listener, timeoutMs: 200); }
+                catch { _slots.Release(); throw; }
+                if (conn is null)
+                {
+                    _slots.Release();
+                    continue;
+                }
+                var t = new Thread(() =>
+                {
+                    try { ServeConnection(conn, cancel); }
+                    finally { _slots.Release(); }
+                }) { IsBackground = true, Name = $"{name ?? "vhost-user"} connection" };
+                t.Start();
+                threads.RemoveAll(x => !x.IsAlive);
+                threads.Add(t);
+            }
+        }
+        finally
+        {
+            StopCurrent();
+            foreach (var t in threads) t.Join(TimeSpan.FromSeconds(30));
         }
     }
 
@@ -64,7 +92,7 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
         string connName = name is null ? $"conn {n}" : $"{name} #{n}";
         var device = new VhostUserGpuDevice(options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay);
         var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), connName);
-        _current = connection;
+        lock (_active) _active.Add(connection);
         _log.LogInformation("{Conn}: front-end connected", connName);
         DeviceCreated?.Invoke(device);
         using var reg = cancel.Register(connection.Stop);
@@ -80,13 +108,23 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
         }
         finally
         {
-            _current = null;
+            lock (_active) _active.Remove(connection);
             _log.LogInformation("{Conn}: connection closed; {Commands} commands executed", connName, device.Gpu.CommandsExecuted);
         }
     }
 
-    /// <summary>Stops the connection being served (thread-safe).</summary>
-    public void StopCurrent() => _current?.Stop();
+    /// <summary>Stops every connection being served (thread-safe).</summary>
+    public void StopCurrent()
+    {
+        lock (_active)
+            foreach (var c in _active) c.Stop();
+    }
+
+    /// <summary>Connections being served now.</summary>
+    public int ActiveConnections
+    {
+        get { lock (_active) return _active.Count; }
+    }
 
     private static bool IsListening(FdHandle fd)
     {

@@ -33,6 +33,7 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     private CursorQueueProcessor? _cursor;
     private DisplaySocketDisplay? _display;
     private ushort _controlStoppedAt;
+    private GuestAddress? _controlStoppedDesc;
     private bool _cursorWaiting;
 
     private readonly Func<GpuDevice, IGpuDisplay>? _ownDisplay;
@@ -89,12 +90,19 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
         {
             // A ring that restarts from avail index 0 after it had moved means the guest reset
             // the device (QEMU resets the ring state then; after a pause it restores the index).
-            if (queue.Queue.NextAvail == 0 && _controlStoppedAt != 0)
+            // A ring that restarts from avail index 0 after it had moved, or at other guest
+            // addresses, means the guest reset the device (QEMU resets the ring state then; after
+            // a pause it restores the index and the rings stay where they were).
+            bool restartedAtZero = queue.Queue.NextAvail == 0 && _controlStoppedAt != 0;
+            bool movedRings = _controlStoppedDesc is GuestAddress d && d != queue.Queue.DescriptorTable;
+            if (restartedAtZero || movedRings)
             {
-                _log.LogInformation("{Conn}: control ring restarted from 0: the guest reset the device; dropping its resources", _services.ConnectionName);
-                _device.Reset();
+                _log.LogInformation("{Conn}: control ring restarted {How}: the guest reset the device; dropping its resources",
+                    _services.ConnectionName, movedRings ? "at new addresses" : "from 0");
+                _device.ResetState();
             }
             _controlStoppedAt = 0;
+            _controlStoppedDesc = null;
             // A new kick fd for a ring that is already running keeps its processor (and
             // whatever it is waiting for); only a stopped ring gets a new one.
             _control ??= new ControlQueueProcessor(_device, new VhostQueue(queue), scheduler, _log, TimeSpan.FromSeconds(3));
@@ -151,6 +159,7 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
             _control?.Abandon();
             _control = null;
             _controlStoppedAt = queue.Queue.NextAvail;
+            _controlStoppedDesc = queue.Queue.DescriptorTable;
         }
         else if (queue.Index == CursorQueue)
         {
@@ -215,7 +224,9 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
         _display = null;
         if (_device.Display != _idleDisplay) _device.Display = _idleDisplay;
         old?.Dispose();
-        _control?.Process();
+        // Requests held for the old display go on against the idle one; posted, so a display
+        // callback (Closed, a failed negotiation) never runs ring processing inside itself.
+        _services.Loop.Post(() => _control?.Process());
     }
 
     public void Reset()
@@ -228,6 +239,7 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
         DetachDisplay();
         _device.Reset();
         _controlStoppedAt = 0;
+        _controlStoppedDesc = null;
     }
 
     /// <summary>Holds the control queue (busy) while the display socket negotiates; shows nothing.</summary>

@@ -19,19 +19,21 @@ public sealed partial class GpuDevice
         ulong bytes = (ulong)c.Width * c.Height * PixelFormats.BytesPerPixel;
         if (_resources.Count >= _options.MaxResources)
             return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"resource_id {c.ResourceId}: limit of {_options.MaxResources} resources reached");
-        if (bytes > _options.MaxHostMemory - _hostMemoryInUse)
+        // Pixels plus what a resource costs the host besides (a mapping, bookkeeping).
+        ulong charge = bytes + ResourceOverheadBytes;
+        if (charge > _options.MaxHostMemory - _hostMemoryInUse)
             return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"resource_id {c.ResourceId}: {bytes} bytes would exceed the host memory limit ({_hostMemoryInUse} of {_options.MaxHostMemory} in use)");
         MemoryBlock memory;
         try
         {
-            memory = MappedBlock.CreateMemFd($"vgh-{Name}-res{c.ResourceId}", bytes);
+            memory = MappedBlock.CreateMemFd($"vgh-{Name}-res{c.ResourceId}", bytes, keepFd: false);
         }
         catch (IOException e)
         {
             return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"resource_id {c.ResourceId}: host allocation of {bytes} bytes failed: {e.Message}");
         }
-        _resources.Add(c.ResourceId, new Resource2D(c.ResourceId, c.Format, c.Width, c.Height, memory));
-        _hostMemoryInUse += bytes;
+        _resources.Add(c.ResourceId, new Resource2D(c.ResourceId, c.Format, c.Width, c.Height, memory) { HostCharge = charge });
+        _hostMemoryInUse += charge;
         return GpuResponse.Ok;
     }
 
@@ -44,7 +46,7 @@ public sealed partial class GpuDevice
         {
             if (_scanouts[i].Resource == res) DisableScanout(i);
         }
-        _hostMemoryInUse -= res.SizeBytes * (res.HasSpare ? 2UL : 1UL);
+        _hostMemoryInUse -= res.HostCharge;
         res.Dispose();
         return GpuResponse.Ok;
     }
@@ -59,6 +61,10 @@ public sealed partial class GpuDevice
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: nr_entries {c.NrEntries} exceeds {VirtioGpuLimits.MaxBackingEntries}");
         int needed = 32 + (int)c.NrEntries * 16;
         if (r.Bytes.Length < needed) return Short(r, cmd, needed);
+        // The scatter list and its resolved form live on the host: they count against the budget.
+        ulong listCharge = c.NrEntries * BackingEntryCostBytes;
+        if (listCharge > _options.MaxHostMemory - _hostMemoryInUse)
+            return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"resource_id {c.ResourceId}: a scatter list of {c.NrEntries} entries would exceed the host memory limit ({_hostMemoryInUse} of {_options.MaxHostMemory} in use)");
         var entries = MemoryMarshal.Cast<byte, VirtioGpuMemEntry>(r.Bytes.AsSpan(32, (int)c.NrEntries * 16)).ToArray();
         var memory = _memory();
         var slices = new List<MemorySlice>();
@@ -69,6 +75,8 @@ public sealed partial class GpuDevice
                 return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: entry {i} (addr 0x{entries[i].Address:x} length {entries[i].Length}) is not in guest memory");
         }
         res.Backing = entries;
+        res.HostCharge += listCharge;
+        _hostMemoryInUse += listCharge;
         return GpuResponse.Ok;
     }
 
@@ -79,6 +87,9 @@ public sealed partial class GpuDevice
         if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
         // The resource exists, so not ERR_INVALID_RESOURCE_ID: QEMU answers ERR_UNSPEC ("no backing storage").
         if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId} has no backing");
+        ulong listCharge = (ulong)res.Backing.Length * BackingEntryCostBytes;
+        res.HostCharge -= listCharge;
+        _hostMemoryInUse -= listCharge;
         res.Backing = null;
         return GpuResponse.Ok;
     }
@@ -145,8 +156,9 @@ public sealed partial class GpuDevice
             if (res.SizeBytes > _options.MaxHostMemory - _hostMemoryInUse) return null;
             try
             {
-                var spare = MappedBlock.CreateMemFd($"vgh-{Name}-res{res.Id}b", res.SizeBytes);
+                var spare = MappedBlock.CreateMemFd($"vgh-{Name}-res{res.Id}b", res.SizeBytes, keepFd: false);
                 _hostMemoryInUse += res.SizeBytes;
+                res.HostCharge += res.SizeBytes;
                 return spare;
             }
             catch (IOException) { return null; }
@@ -160,6 +172,12 @@ public sealed partial class GpuDevice
 
     /// <summary>Transfers that had to write pixels a display still read (no spare to be had).</summary>
     public long InPlaceWritesWhileShared { get; private set; }
+
+    /// <summary>What a resource costs besides its pixels (mapping, bookkeeping), charged to the budget.</summary>
+    public const ulong ResourceOverheadBytes = 4096;
+
+    /// <summary>What one scatter-list entry costs the host (the entry and its resolved slice).</summary>
+    public const ulong BackingEntryCostBytes = 32;
 
     /// <summary>Bytes copied from guest memory into resources so far.</summary>
     public ulong BytesTransferred { get; private set; }

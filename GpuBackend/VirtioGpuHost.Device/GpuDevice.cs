@@ -121,14 +121,24 @@ public sealed partial class GpuDevice : IDisposable
     /// <summary>Device reset: every resource, scanout and the cursor go; the display is told.</summary>
     public void Reset()
     {
+        ResetState();
+        _eventsRead = 0;
+        _ackedFeatures = 0;
+    }
+
+    /// <summary>
+    /// What a guest's own device reset drops (resources, scanouts, the cursor), keeping what the
+    /// front-end negotiated (features): used when the back-end infers a guest reset, which QEMU
+    /// reports only after it has already sent the new SET_FEATURES.
+    /// </summary>
+    public void ResetState()
+    {
         for (uint i = 0; i < _scanouts.Length; i++) DisableScanout(i);
         if (_cursor is { Visible: true } c) _display.CursorMoved(c.Scanout, c.X, c.Y, visible: false);
         _cursor = null;
         foreach (var r in _resources.Values) r.Dispose();
         _resources.Clear();
         _hostMemoryInUse = 0;
-        _eventsRead = 0;
-        _ackedFeatures = 0;
     }
 
     public void Dispose() => Reset();

@@ -111,6 +111,4 @@ public static class PixelFormats
 
     /// <summary>All formats the spec lists (for tests and capability listings).</summary>
     public static IReadOnlyList<VirtioGpuFormat> All { get; } = Enum.GetValues<VirtioGpuFormat>();
-
-    internal static Span<uint> AsPixels(Span<byte> bytes) => MemoryMarshal.Cast<byte, uint>(bytes);
 }

@@ -55,6 +55,9 @@ public sealed class Resource2D : IDisposable, IPixelSource
 
     public ulong SizeBytes => (ulong)Stride * Height;
 
+    /// <summary>What this resource is charged against the guest's host-memory budget (pixels, spare, scatter list, overhead).</summary>
+    public ulong HostCharge { get; set; }
+
     private VirtioGpuMemEntry[]? _backing;
     private (IGuestMemory Memory, BackingView View)? _resolved;
 

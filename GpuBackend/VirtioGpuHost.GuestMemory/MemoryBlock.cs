@@ -65,10 +65,10 @@ public abstract class MemoryBlock
 public sealed class MappedBlock : MemoryBlock
 {
     private readonly MappedMemory _mapping;
-    private readonly FdHandle _fd;
+    private readonly FdHandle? _fd;
     private readonly ulong _fdOffset;
 
-    private MappedBlock(MappedMemory mapping, FdHandle fd, ulong fdOffset) : base(mapping.Address, mapping.Length)
+    private MappedBlock(MappedMemory mapping, FdHandle? fd, ulong fdOffset) : base(mapping.Address, mapping.Length)
     {
         _mapping = mapping;
         _fd = fd;
@@ -87,18 +87,31 @@ public sealed class MappedBlock : MemoryBlock
         return new MappedBlock(MappedMemory.Map(fd, offset, length), fd, offset);
     }
 
-    /// <summary>A fresh memfd of <paramref name="length"/> bytes, mapped (zero-filled).</summary>
-    public static MappedBlock CreateMemFd(string name, ulong length)
+    /// <summary>
+    /// A fresh memfd of <paramref name="length"/> bytes, mapped (zero-filled). Without
+    /// <paramref name="keepFd"/> the fd is closed at once (the mapping keeps the memory): a guest
+    /// that creates thousands of resources must not use up the process's fds.
+    /// </summary>
+    public static MappedBlock CreateMemFd(string name, ulong length, bool keepFd = true)
     {
         var fd = MemFd.Create(name, length);
-        try { return new MappedBlock(MappedMemory.Map(fd, 0, length), fd, 0); }
-        catch { fd.Dispose(); throw; }
+        try
+        {
+            var block = new MappedBlock(MappedMemory.Map(fd, 0, length), keepFd ? fd : null, 0);
+            if (!keepFd) fd.Dispose();
+            return block;
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
     }
 
     protected override void Free()
     {
         _mapping.Dispose();
-        _fd.Dispose();
+        _fd?.Dispose();
     }
 }
 
@@ -107,11 +120,12 @@ public sealed unsafe class NativeBlock : MemoryBlock
 {
     private NativeBlock(nint address, ulong length) : base(address, length) { }
 
-    public static NativeBlock Allocate(ulong length)
+    /// <param name="clear">Zero the memory (off for scratch that is overwritten at once).</param>
+    public static NativeBlock Allocate(ulong length, bool clear = true)
     {
         if (length == 0) throw new ArgumentOutOfRangeException(nameof(length));
         void* p = NativeMemory.AlignedAlloc((nuint)length, 4096);
-        NativeMemory.Clear(p, (nuint)length);
+        if (clear) NativeMemory.Clear(p, (nuint)length);
         return new NativeBlock((nint)p, length);
     }
 

@@ -1,3 +1,4 @@
+using Tmds.Linux;
 using static Tmds.Linux.LibC;
 
 namespace VirtioGpuHost.Interop;
@@ -29,8 +30,10 @@ public static unsafe class EventFd
     }
 
     /// <summary>
-    /// Consumes pending notifications without blocking (the fd should be O_NONBLOCK);
-    /// returns true when there was at least one. Works for eventfds and pipes.
+    /// Consumes pending notifications without blocking (the fd must be O_NONBLOCK) with one
+    /// read: an eventfd holds one counter; a pipe with more left stays readable for the next
+    /// poll. Reading once keeps an fd that is always readable from trapping the caller in a
+    /// loop. Returns true when something was read.
     /// </summary>
     public static bool Drain(FdHandle fd)
     {
@@ -39,14 +42,31 @@ public static unsafe class EventFd
         {
             fd.DangerousAddRef(ref added);
             byte* buf = stackalloc byte[64];
-            bool any = false;
-            while (true)
-            {
-                long rc = read(fd.Number, buf, 64);
-                if (rc > 0) { any = true; if (rc < 64) return any; continue; }
-                if (rc < 0 && errno == EINTR) continue;
-                return any;
-            }
+            long rc;
+            do { rc = read(fd.Number, buf, 64); } while (rc < 0 && errno == EINTR);
+            return rc > 0;
+        }
+        finally { if (added) fd.DangerousRelease(); }
+    }
+
+    /// <summary>
+    /// True when <paramref name="fd"/> is an eventfd or a pipe: what vhost-user allows for kick,
+    /// call and err (anything else, say /dev/zero, could be always readable or never writable).
+    /// </summary>
+    public static bool IsEventFdOrPipe(FdHandle fd)
+    {
+        bool added = false;
+        try
+        {
+            fd.DangerousAddRef(ref added);
+            stat st;
+            if (fstat(fd.Number, &st) < 0) return false;
+            const uint S_IFMT = 0xF000, S_IFIFO = 0x1000;
+            if (((uint)st.st_mode & S_IFMT) == S_IFIFO) return true;
+            string? target = null;
+            try { target = new FileInfo($"/proc/self/fd/{fd.Number}").LinkTarget; }
+            catch (IOException) { }
+            return target == "anon_inode:[eventfd]";
         }
         finally { if (added) fd.DangerousRelease(); }
     }

@@ -45,7 +45,7 @@ public static unsafe class Poller
     /// <summary>As <see cref="Poll"/> with a timeout in microseconds (ppoll; -1 = forever).</summary>
     public static int PollMicroseconds(Span<PollEntry> entries, long timeoutUs)
     {
-        pollfd* pfds = stackalloc pollfd[entries.Length];
+        var pfds = stackalloc NativeMethods.PollFd[entries.Length];
         var added = new bool[entries.Length];
         try
         {
@@ -53,23 +53,23 @@ public static unsafe class Poller
             {
                 entries[i].Ready = PollEvents.None;
                 var fd = entries[i].Fd;
-                pfds[i].fd = -1;
-                pfds[i].events = (short)entries[i].Wanted;
-                pfds[i].revents = 0;
+                pfds[i].Fd = -1;
+                pfds[i].Events = (short)entries[i].Wanted;
+                pfds[i].Revents = 0;
                 if (fd is null || fd.IsClosed) continue;
                 fd.DangerousAddRef(ref added[i]);
-                pfds[i].fd = fd.Number;
+                pfds[i].Fd = fd.Number;
             }
-            int rc;
-            timespec ts = default;
-            if (timeoutUs >= 0)
+            int rc, err;
+            var ts = new NativeMethods.TimeSpec { Seconds = Math.Max(0, timeoutUs) / 1_000_000, Nanoseconds = Math.Max(0, timeoutUs) % 1_000_000 * 1000 };
+            do
             {
-                ts.tv_sec = (time_t)(timeoutUs / 1_000_000);
-                ts.tv_nsec = (long_t)(timeoutUs % 1_000_000 * 1000);
+                rc = NativeMethods.PPoll(pfds, (nuint)entries.Length, timeoutUs >= 0 ? &ts : null, null);
+                err = rc < 0 ? NativeMethods.LastErrno : 0;
             }
-            do { rc = ppoll(pfds, (ulong_t)(ulong)entries.Length, timeoutUs >= 0 ? &ts : null, null); } while (rc < 0 && errno == EINTR);
-            if (rc < 0) throw Errno.Fail("ppoll");
-            for (int i = 0; i < entries.Length; i++) entries[i].Ready = (PollEvents)pfds[i].revents;
+            while (rc < 0 && err == EINTR); // a signal: poll again (the timeout restarts; callers loop on deadlines)
+            if (rc < 0) throw new SyscallException("ppoll", err);
+            for (int i = 0; i < entries.Length; i++) entries[i].Ready = (PollEvents)pfds[i].Revents;
             return rc;
         }
         finally

@@ -177,7 +177,7 @@ public sealed partial class VhostUserBackendConnection
         _memory = map;
         foreach (var q in _queues)
         {
-            if (q.Started && BindQueue(q)) TellDeviceStarted(q);
+            if (q.Started && BindQueue(q, memoryChange: true)) TellDeviceStarted(q);
         }
         _device.MemoryChanged(map);
         old.Dispose();
@@ -257,11 +257,21 @@ public sealed partial class VhostUserBackendConnection
             return Refuse(msg, $"{msg.Fds.Count} fds attached, expected {(noFd ? 0 : 1)} (invalid-fd flag {(noFd ? "set" : "clear")})");
         if (!TryGetQueue(msg, index, out var q)) return false;
         FdHandle? fd = noFd ? null : msg.Fds.Take(0);
+        if (fd is not null)
+        {
+            // Only eventfds (or pipes) are notification fds: anything else could be always
+            // readable (a busy loop) or block our writes. Ours never block: O_NONBLOCK.
+            if (!EventFd.IsEventFdOrPipe(fd))
+            {
+                fd.Dispose();
+                return Refuse(msg, $"ring {index}: the fd is not an eventfd or a pipe");
+            }
+            fd.SetNonBlocking(true);
+        }
         switch (which)
         {
             case VhostUserRequest.SetVringKick:
                 if (fd is null) return Refuse(msg, $"ring {index}: polling mode (kick without an fd) is not supported");
-                fd.SetNonBlocking(true);
                 _kickWatches[q.Index].Dispose();
                 q.Kick?.Dispose();
                 q.Kick = fd;
@@ -318,7 +328,12 @@ public sealed partial class VhostUserBackendConnection
     }
 
     /// <summary>Translates the ring's front-end addresses in the current memory and binds the queue.</summary>
-    private bool BindQueue(VirtqueueContext q)
+    /// <remarks>
+    /// On a memory change (<paramref name="memoryChange"/>) a ring whose region is gone is only
+    /// paused, not failed: QEMU replaces a region with REM_MEM_REG then ADD_MEM_REG, so the rings
+    /// come back with the next message and the guest must not see a device error in between.
+    /// </remarks>
+    private bool BindQueue(VirtqueueContext q, bool memoryChange = false)
     {
         if (q.Addresses is not VringAddress a || q.Queue.Size == 0)
         {
@@ -330,6 +345,12 @@ public sealed partial class VhostUserBackendConnection
             !_memory.TryTranslateUserAddress(a.Available, asz, out var avail) ||
             !_memory.TryTranslateUserAddress(a.Used, usz, out var used))
         {
+            if (memoryChange)
+            {
+                q.Queue.Unbind();
+                _log.LogInformation("{Conn}: ring {Index} paused: its memory is not mapped now (waits for the region to come back)", ConnectionName, q.Index);
+                return false;
+            }
             _log.LogWarning("{Conn}: ring {Index}: ring addresses (desc 0x{D:x} avail 0x{A:x} used 0x{U:x}) are not inside guest memory ({Map})",
                 ConnectionName, q.Index, a.Descriptor, a.Available, a.Used, _memory);
             q.Queue.Fail(QueueError.RingNotInGuestMemory);

@@ -53,8 +53,10 @@ public sealed partial class VhostUserBackendConnection : IVhostUserBackendServic
         Loop = new EventLoop();
         _queues = Enumerable.Range(0, device.QueueCount).Select(i => new VirtqueueContext(i, () => _memory)).ToArray();
         _kickWatches = new List<IDisposable>(new IDisposable[device.QueueCount].Select(_ => (IDisposable)NoWatch.Instance));
-        // A message that starts must finish within this time, or the connection is dropped.
+        // A message that starts must finish within this time, or the connection is dropped; a
+        // front-end that stops reading our replies is dropped the same way (never a stuck loop).
         UnixSocket.SetReceiveTimeout(socket, TimeSpan.FromSeconds(10));
+        UnixSocket.SetSendTimeout(socket, TimeSpan.FromSeconds(10));
         device.Attach(this);
     }
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using Microsoft.Extensions.Logging;
 using VirtioGpuHost.GuestMemory;
@@ -9,74 +8,50 @@ using VirtioGpuHost.VhostUser.Wire;
 namespace VirtioGpuHost.VhostUser.Display;
 
 /// <summary>
-/// The back-end's end of the vhost-user-gpu display socket (GPU_SET_SOCKET). Requests go
-/// out through a non-blocking queue drained by the event loop, so a slow or stuck display
-/// never blocks the loop (QEMU may itself be waiting for a vhost-user reply from us).
-/// Replies are matched in order to the requests that expect one. Everything runs on the
-/// connection's event loop thread.
-///
-/// Pixels are never copied in user space: an UPDATE's rows go out as iovecs pointing into
-/// the resource's memory, and large ones (≥ <see cref="SpliceThreshold"/>) are spliced
-/// (vmsplice + splice): the kernel passes page references to the display, which copies from
-/// the very pages. A message keeps a reference on that memory until the display has read it
-/// (TIOCOUTQ), so the device can see that the memory is shared and not write into it.
+/// The back-end's end of the vhost-user-gpu display socket (GPU_SET_SOCKET): requests out
+/// through <see cref="DisplayOutputQueue"/> (non-blocking, zero-copy pixels, bounded lag), so a
+/// slow or stuck display never blocks the event loop (QEMU may itself be waiting for a
+/// vhost-user reply from us); replies matched in order to the requests that expect one, with a
+/// timeout. Everything runs on the connection's event loop thread.
 /// </summary>
 public sealed class DisplaySocketClient : IDisposable
 {
-    /// <summary>How long a request waits for its reply (QEMU never answers some, e.g. GET_EDID for a scanout it lacks).</summary>
-    public static TimeSpan ReplyTimeout { get; set; } = TimeSpan.FromSeconds(1);
+    /// <summary>UPDATEs the display may leave unread before the device waits (see <see cref="DisplayOutputQueue"/>).</summary>
+    public const int MaxUpdatesInFlight = DisplayOutputQueue.MaxUpdatesInFlight;
 
-    /// <summary>Above this many queued bytes the device should stop producing until <see cref="Drained"/>.</summary>
-    public const long BackpressureBytes = 32L << 20;
-
-    /// <summary>Messages with at least this many pixel bytes are spliced by reference instead of copied by sendmsg.</summary>
-    public const long SpliceThreshold = 256 << 10;
-
-    /// <summary>
-    /// UPDATEs the display may have outstanding (sent or queued, not yet read) before it counts
-    /// as busy: a display that reads slower than the guest draws lags at most this many frames
-    /// (the C back-end's blocking write into a 208 KiB socket buffer allows about 13 small ones).
-    /// </summary>
-    public const int MaxUpdatesInFlight = 8;
-
-    /// <summary>
-    /// UPDATEs holding references to resource memory (spliced, not yet read) before the display
-    /// counts as busy: one frame being read while the next is produced, so a resource never needs
-    /// more than one spare buffer.
-    /// </summary>
-    public const int MaxReferencingUpdates = 2;
+    /// <summary>Pixel bytes queued or unread before the device waits.</summary>
+    public const long BackpressureBytes = DisplayOutputQueue.MaxBytesInFlight;
 
     private readonly FdHandle _socket;
     private readonly EventLoop _loop;
     private readonly ILogger _log;
     private readonly string _name;
     private readonly IDisposable _watch;
-    private readonly Queue<OutgoingMessage> _out = new();
+    private readonly DisplayOutputQueue _output;
     private readonly Queue<PendingReply> _pending = new();
     private readonly byte[] _in = new byte[VhostUserHeader.Length + GpuDisplayWire.MaxReplySize];
     private int _inLength;
-    private long _queuedBytes;
     private bool _closed;
-    private SplicePipe? _pipe;
-    private bool _spliceUnavailable;
-    private long _handed; // bytes handed to the kernel so far
-    private readonly Queue<(long End, OutgoingMessage Message)> _unread = new(); // UPDATEs handed to the kernel, maybe not yet read
-    private IDisposable? _unreadCheck;
-    private int _unreadDelayUs = 100;
 
-    public DisplaySocketClient(FdHandle socket, EventLoop loop, ILogger logger, string connectionName)
+    public DisplaySocketClient(FdHandle socket, EventLoop loop, ILogger logger, string connectionName, TimeSpan? replyTimeout = null)
     {
         _socket = socket;
         _loop = loop;
         _log = logger;
         _name = connectionName;
+        ReplyTimeout = replyTimeout ?? TimeSpan.FromSeconds(1);
         socket.SetNonBlocking(true);
         // Room for a whole 1080p UPDATE in one sendmsg (the kernel doubles the value; without
-        // CAP_NET_ADMIN it is capped at net.core.wmem_max). Backpressure still pauses the
-        // control queue while a zero-copy UPDATE is not fully handed to the kernel.
+        // CAP_NET_ADMIN it is capped at net.core.wmem_max).
         UnixSocket.TrySetSendBuffer(socket, 16 << 20);
+        _output = new DisplayOutputQueue(socket, loop, logger, connectionName);
+        _output.Idle += () => Drained?.Invoke();
+        _output.Failed += reason => Close(reason, peerClosed: true);
         _watch = loop.Watch(socket, Wanted, OnReady);
     }
+
+    /// <summary>How long a request waits for its reply (QEMU never answers some, e.g. GET_EDID for a scanout it lacks).</summary>
+    public TimeSpan ReplyTimeout { get; }
 
     /// <summary>The features agreed with the display (set after <see cref="NegotiateAsync"/>).</summary>
     public GpuDisplayProtocolFeatures Features { get; private set; }
@@ -84,49 +59,19 @@ public sealed class DisplaySocketClient : IDisposable
     public bool IsClosed => _closed;
 
     /// <summary>Bytes waiting to be written.</summary>
-    public long QueuedBytes => _queuedBytes;
+    public long QueuedBytes => _output.QueuedBytes;
 
-    /// <summary>UPDATEs queued or sent but not yet read by the display (refreshed from TIOCOUTQ).</summary>
-    public int UpdatesInFlight
-    {
-        get
-        {
-            ReleaseRead();
-            return _pixelMessages;
-        }
-    }
+    /// <summary>UPDATEs queued or sent but not yet read by the display.</summary>
+    public int UpdatesInFlight => _output.UpdatesInFlight;
 
-    /// <summary>
-    /// True while more than <see cref="BackpressureBytes"/> are queued, <see cref="MaxUpdatesInFlight"/>
-    /// UPDATEs are not yet read by the display, or <see cref="MaxReferencingUpdates"/> of them still
-    /// reference resource memory. Asking refreshes from the kernel and, when busy, makes sure the
-    /// client keeps looking until it is not (then <see cref="Drained"/> fires).
-    /// </summary>
-    public bool IsBackpressured
-    {
-        get
-        {
-            ReleaseRead();
-            bool busy = BusyAsLastSeen;
-            if (busy) _wakeWanted = true;
-            if (busy && _unread.Count > 0) ScheduleUnreadCheck();
-            return busy;
-        }
-    }
-
-    // Counts kept as messages move: queued or unread UPDATEs, and those holding resource memory.
-    private int _pixelMessages, _referencingMessages;
-    private bool _wakeWanted;
-
-    /// <summary>The busy state from what is known now, without asking the kernel (to detect transitions).</summary>
-    private bool BusyAsLastSeen => !_closed &&
-        (_queuedBytes > BackpressureBytes || _pixelMessages >= MaxUpdatesInFlight || _referencingMessages >= MaxReferencingUpdates);
+    /// <summary>True while the display lags (see <see cref="DisplayOutputQueue"/>); the device then waits for <see cref="Drained"/>.</summary>
+    public bool IsBackpressured => !_closed && _output.IsBusy;
 
     /// <summary>Pixel bytes sent by splicing (by reference) and by sendmsg (copied by the kernel).</summary>
-    public long SplicedBytes { get; private set; }
-    public long CopiedBytes { get; private set; }
+    public long SplicedBytes => _output.SplicedBytes;
+    public long CopiedBytes => _output.CopiedBytes;
 
-    /// <summary>Raised (on the loop) when the output queue empties or the socket closes.</summary>
+    /// <summary>Raised (on the loop) when the display stops lagging, and when the socket closes.</summary>
     public event Action? Drained;
 
     /// <summary>Raised once when the display side goes away.</summary>
@@ -221,6 +166,16 @@ public sealed class DisplaySocketClient : IDisposable
         Enqueue(new OutgoingMessage(buf, [], null));
     }
 
+    private void Enqueue(OutgoingMessage m)
+    {
+        if (_closed)
+        {
+            m.Release();
+            return;
+        }
+        _output.Enqueue(m);
+    }
+
     private Task<byte[]?> RequestAsync(GpuDisplayRequest request, ReadOnlySpan<byte> payload, int replySize)
     {
         if (_closed) return Task.FromResult<byte[]?>(null);
@@ -236,158 +191,24 @@ public sealed class DisplaySocketClient : IDisposable
         Send(request, payload);
         // On timeout the request is abandoned: the caller gets null, and a late reply (or
         // the reply to a later request, proving none will come) removes it from the queue.
-        var timer = _loop.Schedule(ReplyTimeout, () =>
+        pending.Timeout = _loop.Schedule(ReplyTimeout, () =>
         {
             if (pending.Completion.Task.IsCompleted) return;
             pending.Abandoned = true;
             _log.LogWarning("{Conn}: display socket: no reply to {Request} within {Ms} ms", _name, request, ReplyTimeout.TotalMilliseconds);
             pending.Completion.TrySetResult(null);
         });
-        pending.Completion.Task.ContinueWith(_ => timer.Dispose(), TaskScheduler.Default);
         return pending.Completion.Task;
     }
 
-    private void Enqueue(OutgoingMessage m)
-    {
-        if (_closed)
-        {
-            m.Release();
-            return;
-        }
-        _out.Enqueue(m);
-        if (m.HasPixels) _pixelMessages++;
-        if (m.HoldsMemory) _referencingMessages++;
-        _queuedBytes += m.Remaining;
-        Flush(); // write what fits now; the rest goes when the socket is writable
-    }
-
-    private PollEvents Wanted() => _closed ? PollEvents.None : PollEvents.In | (_out.Count > 0 ? PollEvents.Out : PollEvents.None);
+    private PollEvents Wanted() => _closed ? PollEvents.None : PollEvents.In | (_output.HasOutput ? PollEvents.Out : PollEvents.None);
 
     private void OnReady(PollEvents ready)
     {
-        if ((ready & PollEvents.Out) != 0) Flush();
-        CheckUnread();
+        if ((ready & PollEvents.Out) != 0) _output.Flush();
         if ((ready & (PollEvents.In | PollEvents.HangUp | PollEvents.Error)) != 0 && !_closed) ReadReplies();
+        if (!_closed) _output.Refresh();
     }
-
-    private void Flush()
-    {
-        bool wasBusy = BusyAsLastSeen;
-        try
-        {
-            while (_out.Count > 0 && !_closed)
-            {
-                var m = _out.Peek();
-                var pipe = m.Spliceable ? Pipe() : null;
-                var status = pipe is null ? m.SendSome(_socket, out long sent) : m.SpliceSome(_socket, pipe, out sent);
-                _queuedBytes -= sent;
-                _handed += sent;
-                if (status == IoStatus.Closed) { Close("the display closed the socket"); return; }
-                if (status == IoStatus.WouldBlock) break;
-                if (m.Remaining == 0)
-                {
-                    _out.Dequeue();
-                    if (pipe is null)
-                    {
-                        CopiedBytes += m.PixelBytes;
-                        Release(m); // the kernel copied the bytes
-                    }
-                    else
-                    {
-                        SplicedBytes += m.PixelBytes; // the display reads the very pages: hold them until it has
-                    }
-                    if (m.HasPixels) _unread.Enqueue((_handed, m));
-                }
-            }
-        }
-        catch (SyscallException e) when (e.Call == "vmsplice" && _out.TryPeek(out var head) && head.NothingSpliced)
-        {
-            // This kernel or memory cannot be spliced: copy from now on (the message is intact).
-            _log.LogInformation("{Conn}: display socket: vmsplice unavailable ({Error}); UPDATE pixels are copied by sendmsg", _name, e.Message);
-            _spliceUnavailable = true;
-            _pipe?.Dispose();
-            _pipe = null;
-            Flush();
-            return;
-        }
-        catch (SyscallException e)
-        {
-            Close(e.Message);
-            return;
-        }
-        CheckUnread();
-        if ((wasBusy || _wakeWanted) && !BusyAsLastSeen || _out.Count == 0 && _unread.Count == 0)
-        {
-            _wakeWanted = false;
-            Drained?.Invoke();
-        }
-    }
-
-    private SplicePipe? Pipe()
-    {
-        if (_pipe is not null || _spliceUnavailable) return _pipe;
-        _pipe = SplicePipe.TryCreate(1 << 20);
-        if (_pipe is null)
-        {
-            _spliceUnavailable = true;
-            _log.LogInformation("{Conn}: display socket: no pipe for splicing; UPDATE pixels are copied by sendmsg", _name);
-        }
-        return _pipe;
-    }
-
-    private void Release(OutgoingMessage m)
-    {
-        if (m.HoldsMemory) _referencingMessages--;
-        m.Release();
-    }
-
-    /// <summary>
-    /// Forgets (and releases the memory of) UPDATEs the display has read. TIOCOUTQ counts what the
-    /// display has not read yet (with kernel overhead, so never less): everything handed before
-    /// handed − outq is read.
-    /// </summary>
-    private void ReleaseRead()
-    {
-        if (_unread.Count == 0 || _closed) return;
-        long outq;
-        try { outq = UnixSocket.OutputQueueBytes(_socket); }
-        catch (SyscallException) { return; }
-        long read = _handed - outq;
-        while (_unread.TryPeek(out var u) && u.End <= read)
-        {
-            _unread.Dequeue();
-            _pixelMessages--;
-            Release(u.Message);
-        }
-    }
-
-    /// <summary>
-    /// Looks at what the display has read, and keeps looking (after 100 µs, backing off to 2 ms for
-    /// a display that reads slowly) while resource memory is still referenced or someone waits for
-    /// the display; wakes the waiters once it is no longer busy. Small UPDATEs that nobody waits
-    /// for cost no timer.
-    /// </summary>
-    private void CheckUnread()
-    {
-        if (_unread.Count == 0 || _closed) return;
-        bool wasBusy = BusyAsLastSeen;
-        int before = _unread.Count;
-        ReleaseRead();
-        _unreadDelayUs = _unread.Count < before ? 100 : Math.Min(_unreadDelayUs * 2, 2000);
-        if (_unread.Count > 0 && (_referencingMessages > 0 || _wakeWanted)) ScheduleUnreadCheck();
-        if ((wasBusy || _wakeWanted) && !BusyAsLastSeen)
-        {
-            _wakeWanted = false;
-            Drained?.Invoke();
-        }
-    }
-
-    private void ScheduleUnreadCheck() =>
-        _unreadCheck ??= _loop.Schedule(TimeSpan.FromMicroseconds(_unreadDelayUs), () =>
-        {
-            _unreadCheck = null;
-            CheckUnread();
-        });
 
     private void ReadReplies()
     {
@@ -401,11 +222,11 @@ public sealed class DisplaySocketClient : IDisposable
             }
             catch (Exception e) when (e is IOException)
             {
-                Close(e.Message);
+                Close(e.Message, peerClosed: true);
                 return;
             }
             if (status == IoStatus.WouldBlock) return;
-            if (status == IoStatus.Closed) { Close("the display closed the socket"); return; }
+            if (status == IoStatus.Closed) { Close("the display closed the socket", peerClosed: true); return; }
             _inLength += n;
             ParseReplies();
         }
@@ -420,12 +241,12 @@ public sealed class DisplaySocketClient : IDisposable
             while (_pending.TryPeek(out var head) && head.Abandoned && h.Request != (uint)head.Request) _pending.Dequeue();
             if (!_pending.TryPeek(out var p) || h.Request != (uint)p.Request)
             {
-                Close($"unexpected message {h.Request} (size {h.Size}) from the display while waiting for {(_pending.Count > 0 ? _pending.Peek().Request : "nothing")}");
+                Close($"unexpected message {h.Request} (size {h.Size}) from the display while waiting for {(_pending.Count > 0 ? _pending.Peek().Request : "nothing")}", peerClosed: false);
                 return;
             }
             if (h.Size != p.Size)
             {
-                Close($"reply to {p.Request} has size {h.Size}, expected {p.Size}");
+                Close($"reply to {p.Request} has size {h.Size}, expected {p.Size}", peerClosed: false);
                 return;
             }
             int total = VhostUserHeader.Length + (int)h.Size;
@@ -434,116 +255,42 @@ public sealed class DisplaySocketClient : IDisposable
             _in.AsSpan(total, _inLength - total).CopyTo(_in);
             _inLength -= total;
             _pending.Dequeue();
+            p.Timeout?.Dispose();
             p.Completion.TrySetResult(payload);
         }
     }
 
-    private void Close(string reason)
+    /// <summary>
+    /// Ends the display socket. Spliced pixels the display has not read yet stay referenced (and
+    /// the socket open) until it has or hangs up: closing our end does not take them back.
+    /// </summary>
+    private void Close(string reason, bool peerClosed)
     {
         if (_closed) return;
         _closed = true;
         _log.LogInformation("{Conn}: display socket closed: {Reason}", _name, reason);
-        while (_pending.TryDequeue(out var p)) p.Completion.TrySetResult(null);
-        while (_out.TryDequeue(out var m)) m.Release();
-        // Closing the socket frees its queued data; the kernel holds its own page references.
-        while (_unread.TryDequeue(out var u)) u.Message.Release();
-        _pixelMessages = _referencingMessages = 0;
-        _unreadCheck?.Dispose();
-        _queuedBytes = 0;
+        while (_pending.TryDequeue(out var p))
+        {
+            p.Timeout?.Dispose();
+            p.Completion.TrySetResult(null);
+        }
         _watch.Dispose();
-        _socket.Dispose();
-        _pipe?.Dispose();
+        var held = _output.Close(peerClosed);
+        if (held.Count > 0) LingeringSockets.Add(_socket, held);
+        else _socket.Dispose();
         Closed?.Invoke();
         Drained?.Invoke();
     }
 
-    public void Dispose() => Close("display socket replaced or connection ended");
+    public void Dispose() => Close("display socket replaced or connection ended", peerClosed: false);
 
     private sealed class PendingReply(GpuDisplayRequest request, int size)
     {
         public GpuDisplayRequest Request { get; } = request;
         public int Size { get; } = size;
         public bool Abandoned { get; set; }
+        public IDisposable? Timeout { get; set; }
         // Continuations run on the event loop through its SynchronizationContext, never inline.
         public TaskCompletionSource<byte[]?> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-
-    /// <summary>A message being written: a pinned head (header + small payload) plus optional zero-copy segments.</summary>
-    private sealed class OutgoingMessage(byte[] head, IoSegment[] segments, MemoryBlock? keepAlive)
-    {
-        private long _offset;   // bytes handed to the socket
-        private long _filled;   // segment bytes moved into the splice pipe
-        private readonly long _total = head.Length + segments.Sum(s => (long)s.Length);
-
-        public IoSegment[] Segments { get; } = segments;
-        public long Remaining => _total - _offset;
-        public long PixelBytes => _total - head.Length;
-        public bool HasPixels => Segments.Length > 0;
-        public bool HoldsMemory => keepAlive is not null;
-        public bool Spliceable => keepAlive is not null && PixelBytes >= SpliceThreshold;
-        public bool NothingSpliced => _filled == 0;
-
-        /// <summary>The head by sendmsg, then the segments by vmsplice + splice (page references).</summary>
-        public IoStatus SpliceSome(FdHandle socket, SplicePipe pipe, out long sent)
-        {
-            sent = 0;
-            if (_offset < head.Length)
-            {
-                var st = UnixSocket.Send(socket, head.AsSpan((int)_offset), default, out int n);
-                _offset += n;
-                sent += n;
-                if (st != IoStatus.Ok || _offset < head.Length) return st;
-            }
-            while (_offset < _total)
-            {
-                if (pipe.Buffered == 0)
-                {
-                    long got = pipe.Fill(Segments, _filled);
-                    _filled += got;
-                    if (got == 0) return IoStatus.WouldBlock;
-                }
-                var st = pipe.Drain(socket, out long moved);
-                _offset += moved;
-                sent += moved;
-                if (st != IoStatus.Ok) return st;
-            }
-            return IoStatus.Ok;
-        }
-
-        public IoStatus SendSome(FdHandle socket, out long sent)
-        {
-            nint h = System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(head, 0);
-            {
-                // Build the iovec list from the current offset.
-                var list = ArrayPool<IoSegment>.Shared.Rent(Segments.Length + 1);
-                try
-                {
-                    int count = 0;
-                    long skip = _offset;
-                    if (skip < head.Length) list[count++] = new IoSegment(h + (nint)skip, (nint)(head.Length - skip));
-                    skip = Math.Max(0, skip - head.Length);
-                    foreach (var s in Segments)
-                    {
-                        if (skip >= s.Length) { skip -= s.Length; continue; }
-                        list[count++] = new IoSegment(s.Address + (nint)skip, s.Length - (nint)skip);
-                        skip = 0;
-                    }
-                    var status = UnixSocket.SendVector(socket, list.AsSpan(0, count), default, out sent);
-                    _offset += sent;
-                    return status;
-                }
-                finally
-                {
-                    ArrayPool<IoSegment>.Shared.Return(list);
-                }
-            }
-        }
-
-        /// <summary>Gives back the memory reference (once; later calls do nothing).</summary>
-        public void Release()
-        {
-            keepAlive?.Release();
-            keepAlive = null;
-        }
     }
 }

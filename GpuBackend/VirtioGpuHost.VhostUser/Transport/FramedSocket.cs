@@ -97,7 +97,8 @@ public sealed class FramedSocket : IDisposable
                     if (status == IoStatus.Closed) throw new IOException("peer closed the connection");
                     if (status == IoStatus.WouldBlock)
                     {
-                        if (!WaitWritable()) throw new IOException("send timed out");
+                        // Non-blocking socket full, or a blocking one past its SO_SNDTIMEO.
+                        if (!WaitWritable()) throw new IOException("send timed out: the peer does not read");
                         continue;
                     }
                     sent += n;

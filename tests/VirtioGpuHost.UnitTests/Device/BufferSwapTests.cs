@@ -36,7 +36,9 @@ public class BufferSwapTests
         Assert.NotSame(held, res.Memory);
         Assert.Equal(0xFF0000AAu, BitConverter.ToUInt32(held.AsSpan(0, 4)));     // what the display reads: untouched
         Assert.Equal(0xFF00BB00u, BitConverter.ToUInt32(res.Memory.AsSpan(0, 4))); // the new pixels
-        Assert.Equal(2UL * 64 * 32 * 4, rig.Device.HostMemoryInUse);               // the spare counts
+        // pixels + spare + overhead + the framebuffer's scatter list (one entry per page)
+        ulong list = (ulong)(64 * 32 * 4 / 4096) * GpuDevice.BackingEntryCostBytes;
+        Assert.Equal(2UL * 64 * 32 * 4 + GpuDevice.ResourceOverheadBytes + list, rig.Device.HostMemoryInUse);
         rig.Display.ReleaseHeld();
     }
 
@@ -71,7 +73,8 @@ public class BufferSwapTests
     [Fact]
     public void Transfer_WhileHeldAndNoBudgetForASpare_WritesInPlace()
     {
-        var (rig, fb) = Setup(maxHostMemory: 64 * 32 * 4); // room for the front buffer only
+        // Room for the front buffer, its overhead and scatter list, not for a spare.
+        var (rig, fb) = Setup(maxHostMemory: 64 * 32 * 4 + GpuDevice.ResourceOverheadBytes + 2 * GpuDevice.BackingEntryCostBytes);
         using var _ = rig;
         rig.Display.HoldSurfaceMemory = true;
         rig.Driver.Flush(1, new VirtioGpuRect(0, 0, 64, 32));

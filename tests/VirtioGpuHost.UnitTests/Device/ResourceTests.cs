@@ -22,6 +22,9 @@ public class ResourceTests
 
     // ---- RESOURCE_CREATE_2D ----
 
+    /// <summary>What a w x h resource (no backing) is charged: its pixels and the per-resource overhead.</summary>
+    internal static ulong Charge(uint w, uint h) => (ulong)w * h * 4 + GpuDevice.ResourceOverheadBytes;
+
     [Theory]
     [MemberData(nameof(AllFormats))]
     public void Create2D_EachSpecFormat_CreatesZeroedResource(VirtioGpuFormat format)
@@ -32,7 +35,7 @@ public class ResourceTests
         var res = rig.Device.Resources[7];
         Assert.Equal((format, 33u, 17u, 33u * 4), (res.Format, res.Width, res.Height, res.Stride));
         Assert.Null(res.Backing);
-        Assert.Equal(33UL * 17 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(Charge(33, 17), rig.Device.HostMemoryInUse);
         Assert.All(rig.HostBytes(7), b => Assert.Equal(0, b));
         rig.AssertNoWarnings();
     }
@@ -65,7 +68,7 @@ public class ResourceTests
         rig.Driver.CreateResource2D(5, VirtioGpuFormat.R8G8B8A8Unorm, 16, 16).Is(VirtioGpuCtrlType.ErrInvalidResourceId);
         var res = rig.Device.Resources[5];
         Assert.Equal((VirtioGpuFormat.B8G8R8X8Unorm, 8u, 8u), (res.Format, res.Width, res.Height));
-        Assert.Equal(8UL * 8 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(Charge(8, 8), rig.Device.HostMemoryInUse);
         rig.AssertOneGuestError("RESOURCE_CREATE_2D", "resource_id 5", "already exists");
     }
 
@@ -104,20 +107,21 @@ public class ResourceTests
     [Fact]
     public void Create2D_OverHostMemoryLimit_ErrOutOfMemoryWithoutLeakingAccounting()
     {
-        using var rig = DeviceRig.Create(new GpuDeviceOptions { MaxHostMemory = 3 * 64 * 64 * 4 });
+        ulong both = Charge(64, 64) + Charge(64, 128);
+        using var rig = DeviceRig.Create(new GpuDeviceOptions { MaxHostMemory = both });
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.B8G8R8X8Unorm, 64, 64).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.CreateResource2D(2, VirtioGpuFormat.B8G8R8X8Unorm, 64, 128).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Equal(3UL * 64 * 64 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(both, rig.Device.HostMemoryInUse);
         rig.Driver.CreateResource2D(3, VirtioGpuFormat.B8G8R8X8Unorm, 1, 1).Is(VirtioGpuCtrlType.ErrOutOfMemory);
-        Assert.Equal(3UL * 64 * 64 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(both, rig.Device.HostMemoryInUse);
         Assert.Equal(2, rig.Device.Resources.Count);
         rig.AssertOneGuestError("RESOURCE_CREATE_2D", "resource_id 3", "host memory limit");
 
         // Freeing one makes room again: the accounting gave back exactly what was taken.
         rig.Driver.Unref(2).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Equal(64UL * 64 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(Charge(64, 64), rig.Device.HostMemoryInUse);
         rig.Driver.CreateResource2D(3, VirtioGpuFormat.B8G8R8X8Unorm, 64, 128).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Equal(3UL * 64 * 64 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(both, rig.Device.HostMemoryInUse);
     }
 
     [Fact]
@@ -137,7 +141,7 @@ public class ResourceTests
         for (uint i = 1; i <= 3; i++) rig.Driver.CreateResource2D(i, VirtioGpuFormat.B8G8R8X8Unorm, 4, 4).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.CreateResource2D(4, VirtioGpuFormat.B8G8R8X8Unorm, 4, 4).Is(VirtioGpuCtrlType.ErrOutOfMemory);
         Assert.Equal(3, rig.Device.Resources.Count);
-        Assert.Equal(3UL * 4 * 4 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(3 * Charge(4, 4), rig.Device.HostMemoryInUse);
         rig.AssertOneGuestError("RESOURCE_CREATE_2D", "resource_id 4", "3 resources");
         rig.Driver.Unref(1).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.CreateResource2D(4, VirtioGpuFormat.B8G8R8X8Unorm, 4, 4).Is(VirtioGpuCtrlType.OkNoData);
@@ -205,7 +209,7 @@ public class ResourceTests
         rig.Driver.Unref(1).Is(VirtioGpuCtrlType.OkNoData);
         Assert.False(rig.Device.Resources.ContainsKey(1));
         Assert.True(rig.Device.Resources.ContainsKey(2));
-        Assert.Equal(4UL * 4 * 4, rig.Device.HostMemoryInUse);
+        Assert.Equal(Charge(4, 4), rig.Device.HostMemoryInUse);
         rig.AssertNoWarnings();
         // The id may be reused.
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.R8G8B8A8Unorm, 2, 2).Is(VirtioGpuCtrlType.OkNoData);
@@ -221,7 +225,7 @@ public class ResourceTests
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.B8G8R8X8Unorm, 4, 4).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.Unref(id).Is(VirtioGpuCtrlType.ErrInvalidResourceId);
         Assert.True(rig.Device.Resources.ContainsKey(1));
-        Assert.Equal(64UL, rig.Device.HostMemoryInUse);
+        Assert.Equal(Charge(4, 4), rig.Device.HostMemoryInUse);
         rig.AssertOneGuestError("RESOURCE_UNREF", $"resource_id {id}");
     }
 

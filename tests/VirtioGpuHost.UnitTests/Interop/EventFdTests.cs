@@ -60,8 +60,7 @@ public class EventFdTests
     [Theory]
     [InlineData(1)]
     [InlineData(64)]   // exactly one read's worth
-    [InlineData(1000)]
-    public void Drain_Pipe_EmptiesItWhateverTheAmount(int bytes)
+    public void Drain_PipeWithOneReadsWorth_EmptiesIt(int bytes)
     {
         var (r, w) = Fds.Pipe();
         using var _r = r;
@@ -72,6 +71,44 @@ public class EventFdTests
 
         Assert.Equal(-1, Fds.Read(r, new byte[1]));
         Assert.False(EventFd.Drain(r));
+    }
+
+    [Fact]
+    public void Drain_PipeWithMore_ReadsOnceAndLeavesTheRestForTheNextPoll()
+    {
+        // One read per readiness: an fd that is always readable must not trap the caller in a loop.
+        var (r, w) = Fds.Pipe();
+        using var _r = r;
+        using var _w = w;
+        Fds.Write(w, new byte[1000]);
+
+        Assert.True(EventFd.Drain(r));
+
+        Assert.True(Poller.WaitReadable(r, 0));
+        int drains = 1;
+        while (EventFd.Drain(r)) drains++;
+        Assert.Equal((1000 + 63) / 64, drains);
+    }
+
+    [Fact]
+    public void Drain_DevZero_ReturnsAfterOneReadAndIsNoNotificationFd()
+    {
+        using var file = File.OpenHandle("/dev/zero", FileMode.Open, FileAccess.Read);
+        using var zero = new FdHandle((int)file.DangerousGetHandle(), ownsHandle: false);
+        Assert.True(EventFd.Drain(zero)); // would never return if it read until empty
+        Assert.False(EventFd.IsEventFdOrPipe(zero));
+    }
+
+    [Fact]
+    public void IsEventFdOrPipe_EventFdAndPipe_True()
+    {
+        using var e = EventFd.Create();
+        var (r, w) = Fds.Pipe();
+        using var _r = r;
+        using var _w = w;
+        Assert.True(EventFd.IsEventFdOrPipe(e));
+        Assert.True(EventFd.IsEventFdOrPipe(r));
+        Assert.True(EventFd.IsEventFdOrPipe(w));
     }
 
     [Fact]

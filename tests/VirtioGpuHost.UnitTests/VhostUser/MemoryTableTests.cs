@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using VirtioGpuHost.Device.Wire;
 using VirtioGpuHost.Interop;
 using VirtioGpuHost.VhostUser.Wire;
@@ -271,16 +272,38 @@ public class MemoryTableTests
     }
 
     [Fact]
-    public void RemMemReg_OfTheRegionHoldingAStartedRing_FailsTheRingAndSignalsErr()
+    public void RemMemReg_OfTheRegionHoldingAStartedRing_PausesTheRingUntilTheRegionIsBack()
     {
+        // QEMU replaces a region with REM_MEM_REG then ADD_MEM_REG: the rings are unreachable in
+        // between, which must not look like a device error to the guest.
         using var rig = Connect();
         using var vm = new RawVm(rig.FrontEnd);
         vm.SetFeatures();
         Assert.True(rig.FrontEnd.AddMemReg(vm.Region, vm.Ram.Fd));
         vm.SetUpRing(0);
         Assert.Equal(VirtioGpuCtrlType.OkDisplayInfo, vm.Driver.GetDisplayInfo().Type);
-        Assert.False(Poller.WaitReadable(vm.Err[0], 0));
         Assert.True(rig.FrontEnd.RemMemReg(vm.Region));
+        ushort usedBefore = vm.Control.ReadUsedIndex();
+        var header = vm.Driver.Header(VirtioGpuCtrlType.GetDisplayInfo);
+        var pending = vm.Driver.Queue(MemoryMarshal.AsBytes(new ReadOnlySpan<VirtioGpuCtrlHeader>(in header)), VirtioGpuResponseSizes.DisplayInfo);
+        vm.Driver.KickControl();
+        Assert.False(Poller.WaitReadable(vm.Err[0], 300), "the err eventfd was signalled for a ring that is only paused");
+        Assert.Equal(usedBefore, vm.Control.ReadUsedIndex()); // nothing was processed without memory
+        Assert.True(rig.FrontEnd.AddMemReg(vm.Region, vm.Ram.Fd));
+        Assert.Equal(VirtioGpuCtrlType.OkDisplayInfo, vm.Driver.Wait(pending).Type); // the held request completes
+        Assert.False(Poller.WaitReadable(vm.Err[0], 0));
+        rig.AssertAlive();
+    }
+
+    [Fact]
+    public void SetVringAddr_OutsideGuestMemory_FailsTheRingAndSignalsErr()
+    {
+        using var rig = Connect();
+        using var vm = new RawVm(rig.FrontEnd);
+        vm.Start();
+        Assert.Equal(VirtioGpuCtrlType.OkDisplayInfo, vm.Driver.GetDisplayInfo().Type);
+        // A started ring moved to addresses no region covers: a real error, reported on err.
+        Assert.True(rig.FrontEnd.SetVringAddr(new VringAddress(0, 0, Descriptor: 0x7000_0000_0000, Used: 0x7000_0002_0000, Available: 0x7000_0001_0000, Log: 0)));
         Assert.True(Poller.WaitReadable(vm.Err[0], 10_000), "the err eventfd was not signalled");
         rig.AssertAlive();
     }
