@@ -19,15 +19,29 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
     public const int MaxConcurrentConnections = 8;
 
     private readonly ILogger _log = loggers.CreateLogger("VirtioGpuHost.Backend");
+    private GpuDeviceOptions _options = options;
+
+    /// <summary>The device settings of connections that start from now on (a reload may change them; running ones keep theirs).</summary>
+    public GpuDeviceOptions Options
+    {
+        get => Volatile.Read(ref _options);
+        set { value.Validate(); Volatile.Write(ref _options, value); }
+    }
     private readonly HashSet<VhostUserBackendConnection> _active = new();
     private readonly SemaphoreSlim _slots = new(MaxConcurrentConnections);
     private int _connections;
+
+    /// <summary>How long a reply may wait for a front-end that does not read before its connection is dropped.</summary>
+    public TimeSpan SendTimeout { get; init; } = VhostUserBackendConnection.DefaultSendTimeout;
 
     /// <summary>Connections served so far.</summary>
     public int ConnectionCount => _connections;
 
     /// <summary>Raised on the connection's thread once its device exists (tests and stats).</summary>
     public event Action<VhostUserGpuDevice>? DeviceCreated;
+
+    /// <summary>Raised on the connection's thread after its connection ended and released everything.</summary>
+    public event Action<VhostUserGpuDevice>? DeviceClosed;
 
     /// <summary>Listens on <paramref name="path"/> until cancelled.</summary>
     public void ServePath(string path, CancellationToken cancel, Action? listening = null)
@@ -90,8 +104,8 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
     {
         int n = Interlocked.Increment(ref _connections);
         string connName = name is null ? $"conn {n}" : $"{name} #{n}";
-        var device = new VhostUserGpuDevice(options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay);
-        var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), connName);
+        var device = new VhostUserGpuDevice(Options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay);
+        var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), connName, SendTimeout);
         lock (_active) _active.Add(connection);
         _log.LogInformation("{Conn}: front-end connected", connName);
         DeviceCreated?.Invoke(device);
@@ -110,6 +124,8 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
         {
             lock (_active) _active.Remove(connection);
             _log.LogInformation("{Conn}: connection closed; {Commands} commands executed", connName, device.Gpu.CommandsExecuted);
+            try { DeviceClosed?.Invoke(device); }
+            catch (Exception e) { _log.LogError(e, "{Conn}: a DeviceClosed handler failed", connName); }
         }
     }
 

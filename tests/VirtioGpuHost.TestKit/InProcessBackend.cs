@@ -16,12 +16,16 @@ public sealed class InProcessBackend : IDisposable
     private readonly ILoggerFactory _loggers;
     private Exception? _failure;
 
-    public InProcessBackend(GpuDeviceOptions? options = null)
+    /// <param name="sendTimeout">The server's <see cref="GpuBackendServer.SendTimeout"/> (its default when null).</param>
+    public InProcessBackend(GpuDeviceOptions? options = null, TimeSpan? sendTimeout = null)
     {
         Logs = new ListLoggerProvider();
         _loggers = LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug));
         SocketPath = _dir.File("gpu.sock");
-        Server = new GpuBackendServer(options ?? new GpuDeviceOptions(), _loggers);
+        Server = new GpuBackendServer(options ?? new GpuDeviceOptions(), _loggers)
+        {
+            SendTimeout = sendTimeout ?? VirtioGpuHost.VhostUser.Backend.VhostUserBackendConnection.DefaultSendTimeout,
+        };
         Server.DeviceCreated += d => { lock (Devices) Devices.Add(d); };
         using var listening = new ManualResetEventSlim();
         _thread = new Thread(() =>

@@ -44,9 +44,13 @@ public sealed partial class VhostUserBackendConnection : IVhostUserBackendServic
     private BackendChannel? _backendChannel;
     private bool _disposed;
 
-    public VhostUserBackendConnection(FdHandle socket, IVhostUserDevice device, ILogger logger, string connectionName)
+    /// <summary>How long a reply may wait for a front-end that does not read before the connection is dropped.</summary>
+    public static readonly TimeSpan DefaultSendTimeout = TimeSpan.FromSeconds(10);
+
+    /// <param name="sendTimeout">How long a reply may wait for the front-end to read (default <see cref="DefaultSendTimeout"/>).</param>
+    public VhostUserBackendConnection(FdHandle socket, IVhostUserDevice device, ILogger logger, string connectionName, TimeSpan? sendTimeout = null)
     {
-        _socket = new FramedSocket(socket);
+        _socket = new FramedSocket(socket) { SendTimeout = sendTimeout ?? DefaultSendTimeout };
         _device = device;
         _log = logger;
         ConnectionName = connectionName;
@@ -56,7 +60,7 @@ public sealed partial class VhostUserBackendConnection : IVhostUserBackendServic
         // A message that starts must finish within this time, or the connection is dropped; a
         // front-end that stops reading our replies is dropped the same way (never a stuck loop).
         UnixSocket.SetReceiveTimeout(socket, TimeSpan.FromSeconds(10));
-        UnixSocket.SetSendTimeout(socket, TimeSpan.FromSeconds(10));
+        UnixSocket.SetSendTimeout(socket, sendTimeout ?? DefaultSendTimeout);
         device.Attach(this);
     }
 

@@ -71,6 +71,12 @@ public sealed class DisplaySocketClient : IDisposable
     public long SplicedBytes => _output.SplicedBytes;
     public long CopiedBytes => _output.CopiedBytes;
 
+    /// <summary>
+    /// Display sockets (of every connection in this process) closed while the display still had
+    /// spliced pixels to read: kept open, with their memory, until it has read them or hangs up.
+    /// </summary>
+    public static int LingeringSocketCount => LingeringSockets.Count;
+
     /// <summary>Raised (on the loop) when the display stops lagging, and when the socket closes.</summary>
     public event Action? Drained;
 

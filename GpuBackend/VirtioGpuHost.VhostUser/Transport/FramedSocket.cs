@@ -27,6 +27,12 @@ public sealed class FramedSocket : IDisposable
     public int MaxPayload { get; }
 
     /// <summary>
+    /// How long <see cref="Send"/> may wait, in all, for a peer that does not read. On a blocking
+    /// socket set SO_SNDTIMEO to the same value: the wait then ends with the blocked send.
+    /// </summary>
+    public TimeSpan SendTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// Reads one message. Returns null when the peer closed the connection cleanly before a
     /// new message began. Throws <see cref="ProtocolViolationException"/> for a message cut
     /// short, a payload larger than <see cref="MaxPayload"/> or more fds than allowed.
@@ -90,6 +96,7 @@ public sealed class FramedSocket : IDisposable
             payload.CopyTo(buf[VhostUserHeader.Length..]);
             lock (_sendLock)
             {
+                long deadline = Environment.TickCount64 + (long)SendTimeout.TotalMilliseconds;
                 int sent = 0;
                 while (sent < total)
                 {
@@ -97,8 +104,10 @@ public sealed class FramedSocket : IDisposable
                     if (status == IoStatus.Closed) throw new IOException("peer closed the connection");
                     if (status == IoStatus.WouldBlock)
                     {
-                        // Non-blocking socket full, or a blocking one past its SO_SNDTIMEO.
-                        if (!WaitWritable()) throw new IOException("send timed out: the peer does not read");
+                        // Non-blocking socket full, or a blocking one past its SO_SNDTIMEO: wait
+                        // only for what is left of the timeout (the blocked send already waited).
+                        long left = deadline - Environment.TickCount64;
+                        if (left <= 0 || !WaitWritable((int)Math.Min(left, int.MaxValue))) throw new IOException("send timed out: the peer does not read");
                         continue;
                     }
                     sent += n;
@@ -111,10 +120,10 @@ public sealed class FramedSocket : IDisposable
         }
     }
 
-    private bool WaitWritable()
+    private bool WaitWritable(int timeoutMs)
     {
         Span<PollEntry> e = [new PollEntry(Socket, PollEvents.Out)];
-        return Poller.Poll(e, 10_000) > 0;
+        return Poller.Poll(e, timeoutMs) > 0;
     }
 
     private static void DisposeAll(List<FdHandle> fds)

@@ -1,6 +1,7 @@
 using Tmds.Linux;
 using VirtioGpuHost.Device.Wire;
 using VirtioGpuHost.Interop;
+using VirtioGpuHost.TestKit;
 using VirtioGpuHost.VhostUser.Display;
 using VirtioGpuHost.VhostUser.Wire;
 using static Tmds.Linux.LibC;
@@ -89,6 +90,67 @@ public class FdHandlingTests
             Assert.False(rig.FrontEnd.SendWithAck(VhostUserRequest.SetVringCall, RequestCatalog.U64(VringFdPayload.InvalidFdFlag), [fd]));
         rig.AssertLogged(rig.Name, "SetVringCall", "1 fds attached, expected 0");
     });
+
+    public static TheoryData<string, VhostUserRequest> NotificationFdsOfTheWrongKind()
+    {
+        var d = new TheoryData<string, VhostUserRequest>();
+        foreach (var kind in new[] { "dev-zero", "regular-file", "socket" })
+            foreach (var request in new[] { VhostUserRequest.SetVringKick, VhostUserRequest.SetVringCall, VhostUserRequest.SetVringErr })
+                d.Add(kind, request);
+        return d;
+    }
+
+    /// <summary>An fd of <paramref name="kind"/> (never an eventfd or a pipe) and what to dispose afterwards.</summary>
+    private static (FdHandle Fd, IDisposable Owner) WrongKindFd(string kind, TempDir dir)
+    {
+        switch (kind)
+        {
+            case "dev-zero":
+            {
+                // Always readable: as a kick fd it would keep the event loop spinning.
+                var file = File.OpenHandle("/dev/zero", FileMode.Open, FileAccess.Read);
+                return (new FdHandle((int)file.DangerousGetHandle(), ownsHandle: false), file);
+            }
+            case "regular-file":
+            {
+                var file = File.OpenHandle(dir.File("not-an-eventfd"), FileMode.Create, FileAccess.ReadWrite);
+                return (new FdHandle((int)file.DangerousGetHandle(), ownsHandle: false), file);
+            }
+            default:
+            {
+                var (a, b) = UnixSocket.CreatePair();
+                b.Dispose();
+                return (a, a);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(NotificationFdsOfTheWrongKind))]
+    public void VringFd_NotAnEventFdOrPipe_IsRefusedWithALogAndAnEventFdWorksAfterwards(string kind, VhostUserRequest request) => WithoutFdLeak(rig =>
+    {
+        using var vm = new RawVm(rig.FrontEnd);
+        using var dir = new TempDir();
+        vm.SetFeatures();
+        vm.SetMemTable();
+        var (fd, owner) = WrongKindFd(kind, dir);
+        using (owner)
+            Assert.False(rig.FrontEnd.SetVringFd(request, 0, fd), $"{request} with a {kind} fd was accepted");
+        rig.AssertLogged(rig.Name, $"refused {request}", "ring 0", "not an eventfd or a pipe");
+        rig.AssertAlive();
+        // The same ring set up with real eventfds works.
+        vm.SetUpRing(0);
+        vm.SetUpRing(1);
+        Assert.Equal(VirtioGpuCtrlType.OkDisplayInfo, vm.Driver.GetDisplayInfo().Type);
+        // Refused on a running ring too, which keeps the eventfd it had.
+        (fd, owner) = WrongKindFd(kind, dir);
+        using (owner)
+            Assert.False(rig.FrontEnd.SetVringFd(request, 0, fd), $"{request} with a {kind} fd was accepted on a running ring");
+        Assert.Equal(VirtioGpuCtrlType.OkNoData, vm.Driver.CreateResource2D(1, VirtioGpuFormat.B8G8R8X8Unorm, 8, 8).Type);
+        Assert.True(rig.FrontEnd.SetVringEnable(0, false));
+        rig.FrontEnd.GetVringBase(0);
+        rig.FrontEnd.GetVringBase(1);
+    }, backEndKeepsState: true);
 
     public static TheoryData<uint> RequestsWithoutFds => new(
         (uint)VhostUserRequest.SetFeatures, (uint)VhostUserRequest.SetOwner, (uint)VhostUserRequest.SetVringNum, (uint)VhostUserRequest.SetVringBase,

@@ -126,6 +126,42 @@ public class QemuSequenceTests
         Assert.True(vm.Display!.WaitFor(d => Shows(d, again), Wait));
     }
 
+    /// <summary>GET_DISPLAY_INFO and GET_EDID both answered by the display: its mode, its EDID.</summary>
+    private static void AssertDisplayQueriesAnswered(GpuVm vm, uint w, uint h, string when)
+    {
+        var info = vm.Driver.GetDisplayInfo();
+        Assert.True(info.Type == VirtioGpuCtrlType.OkDisplayInfo, $"{when}: GET_DISPLAY_INFO answered {info.Type}");
+        var modes = GpuDriver.ParseDisplayInfo(info);
+        Assert.Equal((w, h, 1u), (modes[0].Rect.Width, modes[0].Rect.Height, modes[0].Enabled));
+        var edid = vm.Driver.GetEdid(0);
+        Assert.True(edid.Type == VirtioGpuCtrlType.OkEdid, $"{when}: GET_EDID answered {edid.Type}");
+        var block = GpuDriver.ParseEdid(edid);
+        Assert.Contains("QEMU Monitor", Encoding.ASCII.GetString(block), StringComparison.Ordinal);
+        Assert.Equal((w, h), VirtioGpuHost.Device.Edid.EdidBuilder.ParsePreferredMode(block) is { } m ? (m.Width, m.Height) : default);
+    }
+
+    [Fact]
+    public void Reboot_RingsRestartFromZero_EdidAndDisplayInfoStillAnsweredEveryTime()
+    {
+        using var backend = new InProcessBackend();
+        using var vm = Connect(backend, new GpuVmOptions { Display = new DisplayServerOptions { Width = 1024, Height = 768 } });
+        AssertDisplayQueriesAnswered(vm, 1024, 768, "first boot");
+        for (int boot = 2; boot <= 4; boot++)
+        {
+            var fb = Present(vm, 1, 64, 48, (uint)boot); // the control ring moves on
+            Assert.True(vm.Display!.WaitFor(d => Shows(d, fb), Wait));
+            // The guest reboots: QEMU stops the rings, then at the next DRIVER_OK sends the
+            // features again (EDID among them) and restarts the rings from 0.
+            vm.Stop();
+            vm.Start(resetRings: true);
+            Assert.True(vm.WaitForDisplayReady(Wait));
+            Assert.NotEqual(0UL, vm.AckedFeatures & VirtioGpuFeatures.Edid);
+            AssertDisplayQueriesAnswered(vm, 1024, 768, $"boot {boot}");
+            Assert.Equal(VirtioGpuCtrlType.ErrInvalidResourceId, vm.Driver.Flush(1, new VirtioGpuRect(0, 0, 64, 48)).Type); // it was a reset
+        }
+        Assert.Equal(3, backend.Logs.Lines.Count(l => l.Message.Contains("restarted from 0", StringComparison.Ordinal)));
+    }
+
     [Fact]
     public void GpuVm_WithoutReplyAckOrMemSlots_StillBringsTheDeviceUp()
     {

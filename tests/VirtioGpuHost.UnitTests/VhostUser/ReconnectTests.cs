@@ -122,6 +122,46 @@ public class ReconnectTests
         }
     }
 
+    [Fact]
+    public void Server_FrontEndThatStopsReadingReplies_IsDroppedAfterTheSendTimeoutWhileAnotherIsServed()
+    {
+        var sendTimeout = TimeSpan.FromSeconds(1);
+        using var backend = new InProcessBackend(sendTimeout: sendTimeout);
+        AssertServes(backend); // conn 1: warms up, so that serving the next VM takes far less than the timeout
+        Assert.True(backend.WaitForConnections(1, Wait));
+
+        // conn 2 sends GET_FEATURES after GET_FEATURES and never reads a reply: the back-end's
+        // replies fill the socket buffer and its send blocks.
+        using var stuck = VhostUserFrontEnd.Connect(backend.SocketPath);
+        var requests = new byte[VhostUserHeader.Length * 50_000];
+        for (int i = 0; i < 50_000; i++)
+            new VhostUserHeader((uint)VhostUserRequest.GetFeatures, VhostUserHeader.Version, 0).Write(requests.AsSpan(i * VhostUserHeader.Length));
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var sender = new Thread(() =>
+        {
+            try { stuck.SendRaw(requests); }
+            catch (IOException) { } // the back-end dropped us before it read them all
+        }) { IsBackground = true };
+        sender.Start();
+        Assert.True(Poller.WaitReadable(stuck.Socket, 5000), "the back-end never answered"); // it is busy answering
+
+        // Meanwhile another VM is served at once, not after the stuck one has gone.
+        AssertServes(backend);
+        var served = sw.Elapsed;
+        bool stuckStillThere = !backend.Logs.Contains("conn 2: connection closed");
+        Assert.True(stuckStillThere && served < sendTimeout,
+            $"the second VM was served after {served.TotalMilliseconds:F0} ms, the stuck front-end {(stuckStillThere ? "still" : "no longer")} connected: " +
+            $"it must be served at once, while the stuck one waits out its {sendTimeout.TotalMilliseconds:F0} ms send timeout");
+
+        // The stuck one is dropped once a reply has waited the send timeout (not much later).
+        Assert.True(ProcessResources.WaitUntil(() => backend.Logs.Contains("conn 2: connection closed"), Wait), "the stuck front-end was never dropped");
+        var dropped = sw.Elapsed;
+        Assert.InRange(dropped, sendTimeout * 0.9, sendTimeout + TimeSpan.FromSeconds(3));
+        Assert.True(backend.Logs.Contains("conn 2: connection error while answering GetFeatures"), "no log line says why conn 2 was dropped");
+        Assert.True(sender.Join(Wait));
+        AssertServes(backend); // and the server goes on
+    }
+
     private static byte[] Bytes<T>(T value) where T : unmanaged =>
         System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)).ToArray();
 

@@ -88,6 +88,31 @@ public class TransportTests
         Assert.Contains("payload cut short", e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(true)]  // blocking with SO_SNDTIMEO, as the back-end's main socket
+    [InlineData(false)] // non-blocking
+    public void FramedSocket_PeerNotReading_SendFailsAfterItsSendTimeoutNotLater(bool blocking)
+    {
+        var timeout = TimeSpan.FromMilliseconds(300);
+        var (a, b) = UnixSocket.CreatePair();
+        using var _b = b; // never read
+        if (blocking) UnixSocket.SetSendTimeout(a, timeout);
+        else a.SetNonBlocking(true);
+        using var fa = new FramedSocket(a) { SendTimeout = timeout };
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<IOException>(() =>
+        {
+            for (int i = 0; i < 1_000_000; i++)
+            {
+                sw.Restart();
+                fa.Send(1, VhostUserHeader.Version, new byte[100]);
+            }
+        });
+        // The send that failed waited the timeout once (the blocked send, then no extra poll).
+        Assert.Contains("send timed out", e.Message, StringComparison.Ordinal);
+        Assert.InRange(sw.Elapsed, timeout * 0.9, timeout + TimeSpan.FromSeconds(1));
+    }
+
     [Fact]
     public void ReceivedFds_TakenTwice_Throws_AndDisposeClosesOnlyWhatWasNotTaken()
     {
