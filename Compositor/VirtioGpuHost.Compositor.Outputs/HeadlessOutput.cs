@@ -55,11 +55,16 @@ public sealed class HeadlessOutput : IOutput
         lock (_lock) return (uint[])_presented.Clone();
     }
 
-    /// <summary>The last presented frame as a PNG file.</summary>
+    /// <summary>
+    /// The last presented frame as a PNG file, replaced atomically (a viewer polling the file
+    /// never reads half of one).
+    /// </summary>
     public void SavePng(string path)
     {
         var pixels = Snapshot();
-        PngFile.Write(path, Size, pixels);
+        string tmp = path + ".tmp";
+        PngFile.Write(tmp, Size, pixels);
+        File.Move(tmp, path, overwrite: true);
     }
 
     public void Dispose() => Target.Dispose();

@@ -20,69 +20,112 @@ public sealed record ScanoutState(
 /// <summary>What changed for one scanout since the previous composed frame.</summary>
 public sealed record ScanoutFrame(ScanoutState State, Region Damage, bool NewFrames);
 
+/// <summary>Everything that happened since the previous composed frame.</summary>
+public sealed record SceneChanges(IReadOnlyList<ScanoutFrame> Scanouts, IReadOnlyList<string> Disconnected);
+
 /// <summary>
 /// The meeting point of device threads (one per VM connection) and the compositor thread:
 /// devices publish scanout changes and flush damage; the compositor takes everything that
 /// happened since its last frame in one step. Guest pixels are not copied here: a scanout
 /// names its resource (<see cref="IPixelSource"/>), read by the renderer at frame time.
 /// </summary>
+/// <remarks>
+/// A VM's scanouts belong to its newest connection: a VMM that reconnects (QEMU restarted, a
+/// back-end socket re-opened) takes over at once, and whatever the old connection still sends
+/// while it winds down is ignored (<see cref="Connect"/> hands out the generation every update
+/// must carry).
+/// </remarks>
 public sealed class SurfaceStore
 {
+    /// <summary>Damage rectangles kept per scanout and frame before they collapse into their bounds.</summary>
+    public const int MaxDamageRects = 16;
+
     private readonly object _lock = new();
     private readonly Dictionary<SurfaceKey, Slot> _slots = new();
+    private readonly Dictionary<string, long> _owners = new(StringComparer.Ordinal);
+    private readonly List<string> _disconnected = new();
+    private readonly Dictionary<string, long> _frames = new(StringComparer.Ordinal);
     private readonly Func<TimeSpan> _clock;
+    private long _nextGeneration;
 
     public SurfaceStore(Func<TimeSpan> clock) { _clock = clock; }
 
     /// <summary>Raised (on a device thread) when a scanout changes or flushes: the frame clock may wake.</summary>
     public event Action? Changed;
 
-    public void SetScanout(SurfaceKey key, IPixelSource? source, VirtioGpuRect rect, VirtioGpuFormat format)
+    /// <summary>
+    /// A connection of <paramref name="vm"/> starts: it owns the VM's scanouts from now on (any
+    /// older connection's scanouts are dropped). Returns the generation its updates carry.
+    /// </summary>
+    public long Connect(string vm)
     {
         lock (_lock)
         {
+            long gen = ++_nextGeneration;
+            if (_owners.ContainsKey(vm)) ClearVm(vm);
+            _owners[vm] = gen;
+            return gen;
+        }
+    }
+
+    /// <summary>The connection of generation <paramref name="generation"/> ended; if it still owned the VM, its scanouts go.</summary>
+    public void Disconnect(string vm, long generation)
+    {
+        lock (_lock)
+        {
+            if (!_owners.TryGetValue(vm, out var owner) || owner != generation) return;
+            _owners.Remove(vm);
+            ClearVm(vm);
+            _disconnected.Add(vm);
+        }
+        Changed?.Invoke();
+    }
+
+    /// <summary>Whether <paramref name="vm"/> has a connection now.</summary>
+    public bool IsConnected(string vm)
+    {
+        lock (_lock) return _owners.ContainsKey(vm);
+    }
+
+    public void SetScanout(SurfaceKey key, long generation, IPixelSource? source, VirtioGpuRect rect, VirtioGpuFormat format)
+    {
+        lock (_lock)
+        {
+            if (!Owns(key.Vm, generation)) return;
             var s = SlotFor(key);
             s.State = s.State with { Source = source, SourceRect = source is null ? default : rect, Format = format };
             s.Damage.Clear();
             if (source is not null) s.Damage.Add(new RectI(0, 0, (int)rect.Width, (int)rect.Height));
-            s.Dirty = true;
         }
         Changed?.Invoke();
     }
 
     /// <summary>A flush: <paramref name="damage"/> is in scanout coordinates.</summary>
-    public void Flushed(SurfaceKey key, IPixelSource? source, VirtioGpuRect rect, VirtioGpuFormat format, VirtioGpuRect damage)
+    public void Flushed(SurfaceKey key, long generation, IPixelSource? source, VirtioGpuRect rect, VirtioGpuFormat format, VirtioGpuRect damage)
     {
         var now = _clock();
         lock (_lock)
         {
+            if (!Owns(key.Vm, generation)) return;
             var s = SlotFor(key);
             s.State = s.State with { Source = source, SourceRect = rect, Format = format, Frames = s.State.Frames + 1, LastFrame = now };
             s.Damage.Add(new RectI((int)damage.X, (int)damage.Y, (int)damage.Width, (int)damage.Height));
-            s.Dirty = true;
-            s.NewFrames = true;
-        }
-        Changed?.Invoke();
-    }
-
-    /// <summary>Forgets every scanout of a VM (its connection ended).</summary>
-    public void RemoveVm(string vm)
-    {
-        lock (_lock)
-        {
-            foreach (var k in _slots.Keys.Where(k => k.Vm == vm).ToList())
+            // A guest flushing thousands of small rects per frame must not make the region (and
+            // the compositor's work) grow without bound: past a few rects, their bounds stand in.
+            if (s.Damage.Rects.Count > MaxDamageRects)
             {
-                var s = _slots[k];
-                s.State = s.State with { Source = null, SourceRect = default };
+                var bounds = s.Damage.Bounds;
                 s.Damage.Clear();
-                s.Dirty = true;
+                s.Damage.Add(bounds);
             }
+            s.NewFrames = true;
+            _frames[key.Vm] = _frames.GetValueOrDefault(key.Vm) + 1;
         }
         Changed?.Invoke();
     }
 
-    /// <summary>Every scanout with the damage and frames since the last call (which clears them).</summary>
-    public IReadOnlyList<ScanoutFrame> TakeFrame()
+    /// <summary>Every scanout with the damage and frames since the last call (which clears them), and the VMs that disconnected.</summary>
+    public SceneChanges TakeChanges()
     {
         lock (_lock)
         {
@@ -91,16 +134,36 @@ public sealed class SurfaceStore
             {
                 result.Add(new ScanoutFrame(s.State, s.Damage.Clone(), s.NewFrames));
                 s.Damage.Clear();
-                s.Dirty = false;
                 s.NewFrames = false;
             }
-            return result;
+            var gone = _disconnected.ToArray();
+            _disconnected.Clear();
+            return new SceneChanges(result, gone);
         }
+    }
+
+    /// <summary>Flushes of <paramref name="vm"/>'s scanouts counted so far (all connections).</summary>
+    public long FramesOf(string vm)
+    {
+        lock (_lock) return _frames.TryGetValue(vm, out var n) ? n : 0;
     }
 
     public ScanoutState? Get(SurfaceKey key)
     {
         lock (_lock) return _slots.TryGetValue(key, out var s) ? s.State : null;
+    }
+
+    private bool Owns(string vm, long generation) => _owners.TryGetValue(vm, out var owner) && owner == generation;
+
+    private void ClearVm(string vm)
+    {
+        foreach (var (k, s) in _slots)
+        {
+            if (k.Vm != vm) continue;
+            s.State = s.State with { Source = null, SourceRect = default };
+            s.Damage.Clear();
+            s.NewFrames = false;
+        }
     }
 
     private Slot SlotFor(SurfaceKey key)
@@ -114,7 +177,6 @@ public sealed class SurfaceStore
     {
         public required ScanoutState State;
         public readonly Region Damage = new();
-        public bool Dirty;
         public bool NewFrames;
     }
 }

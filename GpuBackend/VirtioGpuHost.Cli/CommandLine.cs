@@ -31,6 +31,8 @@ internal static class CommandLine
         {
             socketPath, fd, printCaps, verbose, scanouts, modes, noEdid, maxHostMem, virgl, renderNode,
         };
+        root.Subcommands.Add(ServeCommand.Build());
+        root.Subcommands.Add(DemoCommand.Build());
         root.Subcommands.Add(FrontEndCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
 

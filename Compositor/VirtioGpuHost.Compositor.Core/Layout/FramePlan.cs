@@ -8,7 +8,11 @@ namespace VirtioGpuHost.Compositor.Core.Layout;
 /// the solver already removed what the safety rules forbid (another zone's protected rect,
 /// outside its own zone), so a renderer only has to honour it.
 /// </summary>
-public abstract record PlanItem(Region Clip);
+public abstract record PlanItem(Region Clip)
+{
+    /// <summary>The zone the item belongs to (null for the output background), for logs, tests and the safety check.</summary>
+    public string? Zone { get; init; }
+}
 
 /// <summary>
 /// A guest scanout: <see cref="Source"/> (surface pixels) is scaled into <see cref="Destination"/>
@@ -32,7 +36,20 @@ public sealed record ZoneView(
     RectI Content,
     PlacementConfig? Placement,
     VmHealth Health,
-    bool ShowingFallback);
+    bool ShowingFallback)
+{
+    /// <summary>Whether the zone is drawn at all: false when no placement is active (an overlay zone whose preempting VMs are all off).</summary>
+    public bool IsShown => Placement is not null;
+
+    /// <summary>The guest surface drawn in the zone (its own, or a fallback VM's), if any.</summary>
+    public SurfaceKey? ShownSurface { get; init; }
+
+    /// <summary>The dim applied to <see cref="ShownSurface"/> (255 = live, unchanged).</summary>
+    public byte Dim { get; init; } = 255;
+
+    /// <summary>The text of the zone's trusted label bar (null when the zone is not shown).</summary>
+    public string? Label { get; init; }
+}
 
 /// <summary>
 /// Everything one output frame draws: the background, then <see cref="Items"/> in order. A
@@ -43,4 +60,12 @@ public sealed record FramePlan(
     OutputConfig Output,
     IReadOnlyList<PlanItem> Items,
     IReadOnlyList<ZoneView> Zones,
-    LayoutConfig Layout);
+    LayoutConfig Layout)
+{
+    /// <summary>
+    /// Index in <see cref="Items"/> of the first host-chrome item: from there on everything is a
+    /// zone border or a label, drawn after (on top of) all guest content. -1 when unknown (a plan
+    /// built by hand); <see cref="LayoutSolver"/> always sets it.
+    /// </summary>
+    public int ChromeStart { get; init; } = -1;
+}

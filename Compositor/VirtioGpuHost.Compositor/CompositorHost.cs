@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using VirtioGpuHost.Backend;
+using VirtioGpuHost.Compositor.Core.Layout;
+using VirtioGpuHost.Compositor.Outputs;
+using VirtioGpuHost.Compositor.Rendering;
+using VirtioGpuHost.Device;
+
+namespace VirtioGpuHost.Compositor;
+
+/// <summary>How a <see cref="CompositorHost"/> runs.</summary>
+public sealed record CompositorHostOptions
+{
+    /// <summary>Run the frame clock (false: step mode, the caller composes each frame).</summary>
+    public bool FrameClock { get; init; } = true;
+
+    public CompositorOptions Compositor { get; init; } = new();
+
+    /// <summary>The time source (a fake one in tests); default: a monotonic stopwatch.</summary>
+    public Func<TimeSpan>? Clock { get; init; }
+
+    /// <summary>Makes each output (default: headless).</summary>
+    public Func<OutputConfig, IRenderer, IOutput>? OutputFactory { get; init; }
+}
+
+/// <summary>
+/// `virtio-gpu-host serve`: one vhost-user-gpu server per VM of the layout (each a full device
+/// as the stand-alone back-end, presenting to the compositor instead of a display socket),
+/// the compositor engine, and its frame clock. VMs connect, disconnect and reconnect on their
+/// own threads; nothing one VM does waits on another.
+/// </summary>
+public sealed class CompositorHost : IDisposable
+{
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _log;
+    private readonly CompositorHostOptions _options;
+    private readonly object _lock = new();
+    private readonly Dictionary<string, VmEndpoint> _vms = new(StringComparer.Ordinal);
+    private FrameClock? _frameClock;
+    private bool _started, _disposed;
+
+    public CompositorHost(LayoutConfig layout, IRenderer renderer, ILoggerFactory loggers, CompositorHostOptions? options = null)
+    {
+        _loggers = loggers;
+        _log = loggers.CreateLogger("VirtioGpuHost.Compositor");
+        _options = options ?? new CompositorHostOptions();
+        var sw = Stopwatch.StartNew();
+        var clock = _options.Clock ?? (() => sw.Elapsed);
+        Store = new SurfaceStore(clock);
+        Engine = new CompositorEngine(layout, renderer, Store, clock, _log, _options.Compositor, _options.OutputFactory);
+        Layout = layout;
+    }
+
+    public SurfaceStore Store { get; }
+    public CompositorEngine Engine { get; }
+
+    /// <summary>The layout last applied (the engine uses it from its next frame).</summary>
+    public LayoutConfig Layout { get; private set; }
+
+    /// <summary>Starts listening on every VM's socket and, unless in step mode, the frame clock.</summary>
+    public void Start()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_started) return;
+            _started = true;
+            SyncVms(Layout);
+            if (_options.FrameClock)
+            {
+                _frameClock = new FrameClock(Engine, _log);
+                _frameClock.Start();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="layout"/> (validated) the running layout: the next frame uses it
+    /// whole; VMs that left stop listening, new ones start, a changed socket path moves; VMs
+    /// that stay keep their connections (new display modes apply at their next connection).
+    /// </summary>
+    public void ApplyLayout(LayoutConfig layout)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Layout = layout;
+            Engine.SetLayout(layout);
+            if (_started) SyncVms(layout);
+        }
+    }
+
+    /// <summary>
+    /// Loads <paramref name="path"/> and applies it when it has no error; otherwise the running
+    /// layout stays untouched. Every diagnostic is logged with its file and line.
+    /// </summary>
+    public LayoutLoadResult Reload(string path)
+    {
+        var result = LayoutLoader.LoadFile(path);
+        foreach (var d in result.Diagnostics)
+        {
+            if (d.IsError) _log.LogError("{Diagnostic}", d);
+            else _log.LogWarning("{Diagnostic}", d);
+        }
+        if (result.Layout is { } layout)
+        {
+            ApplyLayout(layout);
+            _log.LogInformation("layout reloaded from {Path}", path);
+        }
+        else
+        {
+            _log.LogError("layout {Path} rejected ({Errors} errors); the running layout stays", path, result.Errors.Count());
+        }
+        return result;
+    }
+
+    /// <summary>Whether <paramref name="vm"/> has a front-end connected now.</summary>
+    public bool IsConnected(string vm) => Store.IsConnected(vm);
+
+    /// <summary>Connections <paramref name="vm"/>'s socket has served so far.</summary>
+    public int ConnectionsServed(string vm)
+    {
+        lock (_lock) return _vms.TryGetValue(vm, out var e) ? e.Server.ConnectionCount : 0;
+    }
+
+    /// <summary>The device settings a VM gets: one scanout per placed scanout, each as big as the content of its first zone.</summary>
+    public static GpuDeviceOptions DeviceOptionsFor(LayoutConfig layout, VmConfig vm)
+    {
+        int scanouts = 1;
+        foreach (var p in layout.Placements.Where(p => p.Vm == vm.Name)) scanouts = Math.Max(scanouts, p.Scanout + 1);
+        foreach (var other in layout.Vms)
+            if (other.Fallback is { Kind: FallbackKind.OtherVm } f && f.Vm == vm.Name) scanouts = Math.Max(scanouts, f.Scanout + 1);
+        var modes = new OutputMode[scanouts];
+        for (int i = 0; i < scanouts; i++)
+        {
+            var placement = layout.Placements.FirstOrDefault(p => p.Vm == vm.Name && p.Scanout == i);
+            var zone = placement is null ? null : layout.Zone(placement.Zone);
+            var output = zone is null ? null : layout.Output(zone.Output);
+            var content = zone is null ? default : layout.ContentRect(zone);
+            modes[i] = content.IsEmpty
+                ? new OutputMode(1024, 768)
+                : new OutputMode((uint)content.Width, (uint)content.Height, (uint)(output?.RefreshHz ?? 60));
+        }
+        return new GpuDeviceOptions { Scanouts = scanouts, Modes = modes };
+    }
+
+    private void SyncVms(LayoutConfig layout)
+    {
+        var wanted = layout.Vms.ToDictionary(v => v.Name, StringComparer.Ordinal);
+        foreach (var (name, endpoint) in _vms.ToList())
+        {
+            if (wanted.TryGetValue(name, out var vm) && vm.Socket == endpoint.Socket) continue;
+            _log.LogInformation("vm \"{Vm}\": stops listening on {Socket}", name, endpoint.Socket);
+            endpoint.Dispose();
+            _vms.Remove(name);
+        }
+        foreach (var vm in layout.Vms)
+        {
+            var options = DeviceOptionsFor(layout, vm);
+            if (_vms.TryGetValue(vm.Name, out var existing))
+            {
+                existing.Server.Options = options;
+                continue;
+            }
+            _vms[vm.Name] = new VmEndpoint(vm, options, Store, _loggers, _log);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
+        _frameClock?.Dispose();
+        foreach (var e in _vms.Values) e.Dispose();
+        _vms.Clear();
+        Engine.Dispose();
+    }
+
+    /// <summary>One VM's socket: a back-end server whose devices present to the compositor.</summary>
+    private sealed class VmEndpoint : IDisposable
+    {
+        private readonly CancellationTokenSource _cancel = new();
+        private readonly Thread _thread;
+        private readonly Dictionary<GpuDevice, CompositorDisplay> _displays = new();
+
+        public VmEndpoint(VmConfig vm, GpuDeviceOptions options, SurfaceStore store, ILoggerFactory loggers, ILogger log)
+        {
+            Socket = vm.Socket;
+            Server = new GpuBackendServer(options, loggers, vm.Name, device =>
+            {
+                var display = new CompositorDisplay(vm.Name, store);
+                lock (_displays) _displays[device] = display;
+                return display;
+            });
+            Server.DeviceClosed += device =>
+            {
+                CompositorDisplay? display;
+                lock (_displays)
+                {
+                    if (!_displays.Remove(device.Gpu, out display)) return;
+                }
+                display.Disconnected();
+            };
+            var ready = new ManualResetEventSlim();
+            Exception? failure = null;
+            _thread = new Thread(() =>
+            {
+                try
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(vm.Socket)!);
+                    Server.ServePath(vm.Socket, _cancel.Token, ready.Set);
+                }
+                catch (Exception e)
+                {
+                    // One VM's socket failing (a path in use, no permission) must not stop the others.
+                    failure = e;
+                    log.LogError("vm \"{Vm}\": cannot serve {Socket}: {Error}", vm.Name, vm.Socket, e.Message);
+                    ready.Set();
+                }
+            }) { IsBackground = true, Name = $"vm {vm.Name} listener" };
+            _thread.Start();
+            ready.Wait(TimeSpan.FromSeconds(10));
+            Failure = failure;
+        }
+
+        public string Socket { get; }
+        public GpuBackendServer Server { get; }
+        public Exception? Failure { get; }
+
+        public void Dispose()
+        {
+            _cancel.Cancel();
+            _thread.Join(TimeSpan.FromSeconds(30));
+            _cancel.Dispose();
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+
+namespace VirtioGpuHost.Compositor;
+
+/// <summary>
+/// Drives <see cref="CompositorEngine.ComposeFrame"/> at the outputs' refresh rate on its own
+/// thread (a headless output's vblank). Ticks are on a fixed grid from the start, so a slow
+/// frame delays the next one but never shifts the grid; frames that could not be made in time
+/// are skipped, not queued. Tests use step mode instead: no clock, ComposeFrame per step.
+/// </summary>
+public sealed class FrameClock : IDisposable
+{
+    private readonly CompositorEngine _engine;
+    private readonly ILogger _log;
+    private readonly Thread _thread;
+    private readonly CancellationTokenSource _stop = new();
+    private long _missed;
+
+    public FrameClock(CompositorEngine engine, ILogger logger)
+    {
+        _engine = engine;
+        _log = logger;
+        _thread = new Thread(Run) { IsBackground = true, Name = "compositor frame clock" };
+    }
+
+    /// <summary>Ticks that came while the previous frame was still being made.</summary>
+    public long MissedTicks => Interlocked.Read(ref _missed);
+
+    public void Start() => _thread.Start();
+
+    private void Run()
+    {
+        var sw = Stopwatch.StartNew();
+        var next = TimeSpan.Zero;
+        while (!_stop.IsCancellationRequested)
+        {
+            var period = _engine.FramePeriod;
+            var wait = next - sw.Elapsed;
+            if (wait > TimeSpan.Zero && _stop.Token.WaitHandle.WaitOne(wait)) break;
+            try
+            {
+                _engine.ComposeFrame();
+            }
+            catch (ObjectDisposedException)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                // A frame that fails (a renderer fault) must not stop the display: log, go on.
+                _log.LogError(e, "frame failed");
+            }
+            next += period;
+            var now = sw.Elapsed;
+            if (now > next)
+            {
+                long skipped = (long)((now - next).Ticks / period.Ticks) + 1;
+                Interlocked.Add(ref _missed, skipped);
+                next += period * skipped;
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        if (_thread.IsAlive) _thread.Join(TimeSpan.FromSeconds(10));
+        _stop.Dispose();
+    }
+}

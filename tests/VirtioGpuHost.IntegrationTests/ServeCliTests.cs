@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using VirtioGpuHost.Compositor.Outputs;
+using VirtioGpuHost.Device.Wire;
+using VirtioGpuHost.FrontEnd.Guests;
+using VirtioGpuHost.TestKit;
+
+namespace VirtioGpuHost.IntegrationTests;
+
+/// <summary>`virtio-gpu-host serve` and `demo` as users run them: a process, signals, files.</summary>
+public sealed class ServeCliTests : IDisposable
+{
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int sig);
+    private const int SIGHUP = 1, SIGUSR1 = 10;
+
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string Layout(bool swapped) => $$"""
+        [layout]
+        label_height = 20
+        border_width = 2
+
+        [[output]]
+        name = "main"
+        width = 400
+        height = 200
+
+        [[zone]]
+        name = "a"
+        output = "main"
+        rect = [{{(swapped ? 200 : 0)}}, 0, 200, 200]
+        class = "critical"
+
+        [[zone]]
+        name = "b"
+        output = "main"
+        rect = [{{(swapped ? 0 : 200)}}, 0, 200, 200]
+        class = "normal"
+
+        [[vm]]
+        name = "one"
+        socket = "{{_dir.Path}}/one.sock"
+        label = "ONE"
+        label_color = "#0D47A1"
+        class = "critical"
+        frame_period_ms = 60000
+
+        [[vm]]
+        name = "two"
+        socket = "{{_dir.Path}}/two.sock"
+        label = "TWO"
+        label_color = "#1B5E20"
+        class = "normal"
+        frame_period_ms = 60000
+
+        [[placement]]
+        vm = "one"
+        zone = "a"
+
+        [[placement]]
+        vm = "two"
+        zone = "b"
+        """;
+
+    private sealed class Server : IDisposable
+    {
+        private readonly StringBuilder _log = new();
+        public Process Process { get; }
+
+        public Server(params string[] args)
+        {
+            var psi = new ProcessStartInfo("dotnet") { ArgumentList = { TestPaths.OurBackend }, RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            Process = Process.Start(psi)!;
+            Process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+            Process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+            Process.BeginErrorReadLine();
+            Process.BeginOutputReadLine();
+        }
+
+        public string Log { get { lock (_log) return _log.ToString(); } }
+
+        /// <summary>Waits for the exit and for all its output (the timed wait alone does not drain the readers).</summary>
+        public bool WaitForExit(TimeSpan timeout)
+        {
+            if (!Process.WaitForExit(timeout)) return false;
+            Process.WaitForExit();
+            return true;
+        }
+
+        public bool WaitForLog(string text, TimeSpan timeout)
+        {
+            var sw = Stopwatch.StartNew();
+            while (sw.Elapsed < timeout)
+            {
+                if (Log.Contains(text, StringComparison.Ordinal)) return true;
+                if (Process.HasExited) return Log.Contains(text, StringComparison.Ordinal);
+                Thread.Sleep(20);
+            }
+            return false;
+        }
+
+        public void Dispose()
+        {
+            if (!Process.HasExited)
+            {
+                kill(Process.Id, 15);
+                if (!Process.WaitForExit(TimeSpan.FromSeconds(20))) Process.Kill(true);
+            }
+            Process.Dispose();
+        }
+    }
+
+    private sealed class SolidScene(uint color) : IGuestScene
+    {
+        public TimeSpan FrameInterval => TimeSpan.FromMilliseconds(50);
+
+        public VirtioGpuRect? Paint(Span<uint> pixels, int width, int height, long frame, TimeSpan elapsed)
+        {
+            if (frame == 0) pixels.Fill(color);
+            return new VirtioGpuRect(0, 0, (uint)width, (uint)height);
+        }
+    }
+
+    /// <summary>Asks for snapshots (SIGUSR1) until <paramref name="check"/> accepts one.</summary>
+    private static bool SnapshotUntil(Server server, string png, Func<uint[], bool> check)
+    {
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            kill(server.Process.Id, SIGUSR1);
+            Thread.Sleep(100);
+            if (File.Exists(png))
+            {
+                try
+                {
+                    var (size, pixels) = PngFile.Read(png);
+                    if (size.Width == 400 && check(pixels)) return true;
+                }
+                catch (IOException) { }
+            }
+        }
+        return false;
+    }
+
+    [Fact]
+    public void Serve_BadLayout_ExitsWithEveryErrorNamingLineAndField()
+    {
+        var path = _dir.File("bad.toml");
+        File.WriteAllText(path, Layout(false).Replace("rect = [0, 0, 200, 200]", "rect = [0, 0, 0, 200]").Replace("class = \"normal\"", "class = \"norml\""));
+        using var server = new Server("serve", "--config", path);
+        Assert.True(server.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal(1, server.Process.ExitCode);
+        Assert.Contains("bad.toml:13:", server.Log); // the rect line of zone "a"
+        Assert.Contains("bad.toml:20: zone \"b\": class must be \"critical\", \"normal\" or \"untrusted\", got \"norml\" (did you mean \"normal\"?)", server.Log);
+        Assert.Contains("zone \"a\": rect width must be > 0", server.Log);
+        Assert.Contains("nothing started", server.Log);
+    }
+
+    [Fact]
+    public void Serve_Check_ValidatesWithoutStarting()
+    {
+        var path = _dir.File("ok.toml");
+        File.WriteAllText(path, Layout(false));
+        using var server = new Server("serve", "--config", path, "--check");
+        Assert.True(server.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal(0, server.Process.ExitCode);
+        Assert.Contains("ok (1 outputs, 2 zones, 2 VMs, 2 placements)", server.Log);
+        Assert.False(File.Exists(_dir.File("one.sock")));
+    }
+
+    [Fact]
+    public void Serve_TwoVms_SnapshotOnSigusr1_SighupReloadsAtomically_RejectedFileKeepsTheLayout()
+    {
+        var path = _dir.File("layout.toml");
+        var snaps = _dir.File("snaps");
+        File.WriteAllText(path, Layout(swapped: false));
+        using var server = new Server("serve", "--config", path, "--snapshot-dir", snaps);
+        Assert.True(server.WaitForLog("vm \"two\" (normal): listening", TimeSpan.FromSeconds(60)), server.Log);
+        using var one = GuestAnimation.Start(_dir.File("one.sock"), new SolidScene(0xFFD50000), new() { Name = "one" });
+        using var two = GuestAnimation.Start(_dir.File("two.sock"), new SolidScene(0xFF00C853), new() { Name = "two" });
+        Assert.True(one.WaitStarted(TimeSpan.FromSeconds(20)), one.Error);
+        Assert.True(two.WaitStarted(TimeSpan.FromSeconds(20)), two.Error);
+        Assert.Equal((196u, 176u), one.Mode);
+        string png = Path.Combine(snaps, "main.png");
+        static uint At(uint[] p, int x, int y) => p[y * 400 + x];
+
+        Assert.True(SnapshotUntil(server, png, p => At(p, 100, 100) == 0xFFD50000 && At(p, 300, 100) == 0xFF00C853), $"no snapshot with ONE left, TWO right:\n{server.Log}");
+
+        File.WriteAllText(path, Layout(swapped: true));
+        kill(server.Process.Id, SIGHUP);
+        Assert.True(server.WaitForLog("layout reloaded", TimeSpan.FromSeconds(20)), server.Log);
+        Assert.True(SnapshotUntil(server, png, p => At(p, 300, 100) == 0xFFD50000 && At(p, 100, 100) == 0xFF00C853), $"the reload did not swap the zones:\n{server.Log}");
+
+        File.WriteAllText(path, Layout(swapped: false).Replace("width = 400", "width = -4"));
+        kill(server.Process.Id, SIGHUP);
+        Assert.True(server.WaitForLog("rejected", TimeSpan.FromSeconds(20)), server.Log);
+        Assert.Contains("layout.toml:7:", server.Log); // the output's width line
+        File.Delete(png);
+        Assert.True(SnapshotUntil(server, png, p => At(p, 300, 100) == 0xFFD50000 && At(p, 100, 100) == 0xFF00C853), "a rejected file changed the running layout");
+        Assert.False(server.Process.HasExited);
+    }
+
+    [Fact]
+    public void Demo_RunsFourVmsForAWhile_WritesSnapshots_AndTheWatchdogCatchesTheFreezingApp()
+    {
+        var outDir = _dir.File("demo");
+        using var demo = new Server("demo", "--duration", "8", "--flood-for", "1.5", "--out", outDir);
+        Assert.True(demo.WaitForExit(TimeSpan.FromSeconds(120)), demo.Log);
+        Assert.True(demo.Process.ExitCode == 0, demo.Log);
+        Assert.Contains("vm \"apps\": Live -> Stale", demo.Log);
+        Assert.Contains("vm \"cluster\": NoSignal -> Live", demo.Log);
+        Assert.Contains("vm \"ivi\": NoSignal -> Live", demo.Log);
+        Assert.DoesNotContain("safety check failed", demo.Log);
+        Assert.DoesNotContain("guest failed", demo.Log);
+        var (size, pixels) = PngFile.Read(Path.Combine(outDir, "main.png"));
+        Assert.Equal((2560, 1080), (size.Width, size.Height));
+        // The frozen app's zone shows its placeholder (#202020) by the end.
+        Assert.Equal(0xFF202020u, pixels[900 * 2560 + 1920]);
+    }
+}
