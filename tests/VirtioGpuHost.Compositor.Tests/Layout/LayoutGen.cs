@@ -53,6 +53,14 @@ public static class LayoutGen
         Gen.Select(Gen.Int[8, 12], Gen.Int[0, 3], GenOutput.Array[1, 2], GenZone.Array[1, 5], GenVm.Array[1, 4], GenPlacement.Array[0, 8],
             (label, border, outputs, zones, vms, placements) => Build(label, border, outputs, zones, vms, placements));
 
+    /// <summary>Two valid layouts on the same outputs (names, sizes, backgrounds): a reload that keeps the screens.</summary>
+    public static Gen<(LayoutConfig A, LayoutConfig B)> ValidLayoutPairOnSameOutputs { get; } =
+        GenOutput.Array[1, 2].SelectMany(outputs => Gen.Select(OnOutputs(outputs), OnOutputs(outputs)));
+
+    private static Gen<LayoutConfig> OnOutputs(OutputRaw[] outputs) =>
+        Gen.Select(Gen.Int[8, 12], Gen.Int[0, 3], GenZone.Array[1, 5], GenVm.Array[1, 4], GenPlacement.Array[0, 8],
+            (label, border, zones, vms, placements) => Build(label, border, outputs, zones, vms, placements));
+
     /// <summary>Valid layouts, with a random scene.</summary>
     public static Gen<LayoutCase> Valid { get; } = ValidLayout.SelectMany(WithScene);
 
