@@ -56,7 +56,25 @@ public sealed record VmConfig(
     SafetyClass Class,
     TimeSpan FramePeriod,
     bool ContentMustChange,
-    FallbackConfig Fallback);
+    FallbackConfig Fallback,
+    VmDeviceConfig? Device = null)
+{
+    /// <summary>The VM's virtio-gpu device features (defaults when the config names none).</summary>
+    public VmDeviceConfig DeviceOrDefault => Device ?? VmDeviceConfig.Default;
+}
+
+/// <summary>
+/// What the VM's virtio-gpu device offers beyond 2D. <see cref="Blob"/>: RESOURCE_BLOB,
+/// CONTEXT_INIT, RESOURCE_UUID and the cross-domain capset (QEMU's vhost-user-gpu-pci filters
+/// them out, so they are harmless there). <see cref="HostVisibleMiB"/>: the host-visible shared
+/// memory region blobs are mapped into (vhost-user SHMEM, a power of two; 0 = none).
+/// <see cref="VirglCompat"/>: also offer the VIRGL bit, which Linux 6.x requires before it
+/// allows HOST3D blobs and context init; no virgl command is implemented (they get errors).
+/// </summary>
+public sealed record VmDeviceConfig(bool Blob, int HostVisibleMiB, bool VirglCompat)
+{
+    public static VmDeviceConfig Default { get; } = new(true, 64, false);
+}
 
 /// <summary>
 /// A VM scanout shown in a zone. A zone shows its highest-priority active placement:

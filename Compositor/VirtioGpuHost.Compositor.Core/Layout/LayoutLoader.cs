@@ -35,7 +35,7 @@ public static class LayoutLoader
     private static readonly string[] LayoutKeys = ["label_height", "border_width"];
     private static readonly string[] OutputKeys = ["name", "width", "height", "refresh_hz", "background"];
     private static readonly string[] ZoneKeys = ["name", "output", "rect", "z", "class"];
-    private static readonly string[] VmKeys = ["name", "socket", "label", "label_color", "class", "frame_period_ms", "content_must_change", "fallback"];
+    private static readonly string[] VmKeys = ["name", "socket", "label", "label_color", "class", "frame_period_ms", "content_must_change", "fallback", "blob", "host_visible_mib", "virgl_compat"];
     private static readonly string[] PlacementKeys = ["vm", "scanout", "zone", "scale", "priority", "preempts"];
     private static readonly string[] ClassNames = ["critical", "normal", "untrusted"];
     private static readonly string[] ScaleNames = ["fit", "fill", "integer", "none"];
@@ -277,9 +277,11 @@ public static class LayoutLoader
                 bool? mustChange = ReadBool(t, "content_must_change", false);
                 bool mustChangeOk = mustChange is not null || !t.Fields.ContainsKey("content_must_change");
                 FallbackConfig? fallback = ReadFallback(t);
-                if (name is null || socket is null || label is null || labelColor is null || cls is null || !periodOk || !mustChangeOk || fallback is null) continue;
+                var device = ReadDevice(t);
+                if (name is null || socket is null || label is null || labelColor is null || cls is null || !periodOk || !mustChangeOk || fallback is null || device is null) continue;
                 vmList.Add(new(new VmConfig(name, socket, label, labelColor.Value, cls.Value,
-                    TimeSpan.FromMilliseconds(period ?? DefaultFramePeriodMs), mustChange ?? false, fallback), t));
+                    TimeSpan.FromMilliseconds(period ?? DefaultFramePeriodMs), mustChange ?? false, fallback,
+                    device == VmDeviceConfig.Default ? null : device), t));
             }
             foreach (var (vm, t) in vmList)
             {
@@ -469,6 +471,29 @@ public static class LayoutLoader
             if (kv.Value is BooleanValueSyntax b) return b.Value;
             TypeError(t, field, kv.Value, "true or false");
             return null;
+        }
+
+        /// <summary>blob, host_visible_mib (0 or a power of two up to 65536), virgl_compat; null after an error.</summary>
+        private VmDeviceConfig? ReadDevice(RawTable t)
+        {
+            var d = VmDeviceConfig.Default;
+            bool ok = true;
+            bool? blob = ReadBool(t, "blob", false);
+            ok &= blob is not null || !t.Fields.ContainsKey("blob");
+            bool? virgl = ReadBool(t, "virgl_compat", false);
+            ok &= virgl is not null || !t.Fields.ContainsKey("virgl_compat");
+            long? mib = ReadInt(t, "host_visible_mib", false, 0, 65536);
+            ok &= mib is not null || !t.Fields.ContainsKey("host_visible_mib");
+            if (mib is > 0 and var m && (m & (m - 1)) != 0)
+            {
+                Error(t, "host_visible_mib", $"host_visible_mib must be 0 (no region) or a power of two (the VMM maps the region as a PCI BAR), got {m}");
+                ok = false;
+            }
+            if (!ok) return null;
+            bool blobOn = blob ?? d.Blob;
+            if (!blobOn && (mib ?? 0) > 0 && t.Fields.ContainsKey("host_visible_mib"))
+                Warning(t.LineOf("host_visible_mib"), t.Subject, "host_visible_mib", "host_visible_mib has no effect with blob = false (only blobs are mapped into the region)");
+            return new VmDeviceConfig(blobOn, blobOn ? (int)(mib ?? d.HostVisibleMiB) : 0, virgl ?? d.VirglCompat);
         }
 
         private string? ReadName(RawTable t, Dictionary<string, RawTable> names, string kind)

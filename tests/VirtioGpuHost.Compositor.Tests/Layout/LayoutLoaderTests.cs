@@ -567,6 +567,31 @@ public class LayoutLoaderTests
     public void Load_PreemptingPriorityDefaultNotAboveOrdinary_ErrorOnTableHeader() =>
         ExpectError(Base + "[[placement]] #<\nvm = \"cluster\"\nscanout = 1\nzone = \"ivi\"\npreempts = true\n", "priority", "never shows");
 
+    [Fact]
+    public void Load_HostVisibleNotPowerOfTwo_Error() =>
+        ExpectError(With("frame_period_ms = 100", "host_visible_mib = 48 #<"), "host_visible_mib", "power of two");
+
+    [Fact]
+    public void Load_HostVisibleTooLarge_Error() =>
+        ExpectError(With("frame_period_ms = 100", "host_visible_mib = 131072 #<"), "host_visible_mib", "between 0 and 65536");
+
+    [Fact]
+    public void Load_BlobNotBoolean_Error() =>
+        ExpectError(With("frame_period_ms = 100", "blob = \"yes\" #<"), "blob", "true or false");
+
+    [Fact]
+    public void Load_DeviceKeys_DefaultsAndOverrides()
+    {
+        var result = LayoutLoader.Load(With("frame_period_ms = 100", "frame_period_ms = 100\nhost_visible_mib = 256\nvirgl_compat = true"));
+        Assert.True(result.Success, result.ToString());
+        Assert.Equal(VmDeviceConfig.Default, result.Layout!.Vm("cluster")!.DeviceOrDefault);
+        Assert.Equal(new VmDeviceConfig(true, 256, true), result.Layout.Vm("ivi")!.DeviceOrDefault);
+
+        var off = LayoutLoader.Load(With("frame_period_ms = 100", "frame_period_ms = 100\nblob = false"));
+        Assert.True(off.Success, off.ToString());
+        Assert.Equal(new VmDeviceConfig(false, 0, false), off.Layout!.Vm("ivi")!.DeviceOrDefault);
+    }
+
     // ---- warnings ----
 
     [Fact]
