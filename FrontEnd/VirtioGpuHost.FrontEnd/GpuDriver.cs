@@ -163,6 +163,109 @@ public sealed class GpuDriver
     public VirtioGpuResourceFlush FlushCommand(uint resourceId, VirtioGpuRect rect, bool fence = false) =>
         new() { Header = Header(VirtioGpuCtrlType.ResourceFlush, fence), ResourceId = resourceId, Rect = rect };
 
+    // ---- blobs, contexts, capsets, UUIDs ----
+
+    /// <summary>A header for a command in context <paramref name="ctxId"/>; with <paramref name="ringIdx"/> the fence is on that ring's timeline (FLAG_INFO_RING_IDX).</summary>
+    public VirtioGpuCtrlHeader Header(VirtioGpuCtrlType type, uint ctxId, bool fence = false, byte? ringIdx = null)
+    {
+        var h = Header(type, fence);
+        h.CtxId = ctxId;
+        if (fence && ringIdx is byte ring)
+        {
+            h.Flags |= VirtioGpuCtrlHeader.FlagInfoRingIdx;
+            h.RingIdx = ring;
+        }
+        return h;
+    }
+
+    /// <summary>
+    /// RESOURCE_CREATE_BLOB; GUEST blobs name their pages in <paramref name="entries"/> (in a second
+    /// buffer, as Linux does), HOST3D blobs a <paramref name="blobId"/> in context <paramref name="ctxId"/>.
+    /// </summary>
+    public GpuReply CreateBlob(uint id, uint blobMem, uint blobFlags, ulong size, IReadOnlyList<GuestBuffer>? entries = null,
+        ulong blobId = 0, uint ctxId = 0, bool fence = false)
+    {
+        entries ??= [];
+        var head = new VirtioGpuResourceCreateBlob
+        {
+            Header = Header(VirtioGpuCtrlType.ResourceCreateBlob, ctxId, fence),
+            ResourceId = id, BlobMem = blobMem, BlobFlags = blobFlags, NrEntries = (uint)entries.Count, BlobId = blobId, Size = size,
+        };
+        var list = new byte[entries.Count * 16];
+        for (int i = 0; i < entries.Count; i++)
+        {
+            var e = new VirtioGpuMemEntry { Address = entries[i].Address.Value, Length = entries[i].Length };
+            MemoryMarshal.Write(list.AsSpan(i * 16), in e);
+        }
+        var headBytes = MemoryMarshal.AsBytes(new ReadOnlySpan<VirtioGpuResourceCreateBlob>(in head)).ToArray();
+        if (entries.Count == 0) return Submit(headBytes);
+        var buf = _ram.Allocator.Allocate((ulong)list.Length);
+        list.CopyTo(_ram.Span(buf, list.Length));
+        try { return Submit(headBytes, extraReadable: [new GuestBuffer(buf, (uint)list.Length)]); }
+        finally { _ram.Allocator.Free(buf, (ulong)list.Length); }
+    }
+
+    /// <summary>SET_SCANOUT_BLOB of a single-plane framebuffer (planes 1-3 zero).</summary>
+    public GpuReply SetScanoutBlob(uint scanout, uint resourceId, VirtioGpuRect rect, uint width, uint height, VirtioGpuFormat format, uint stride, uint offset = 0)
+    {
+        var c = new VirtioGpuSetScanoutBlob
+        {
+            Header = Header(VirtioGpuCtrlType.SetScanoutBlob), ScanoutId = scanout, ResourceId = resourceId, Rect = rect,
+            Width = width, Height = height, Format = format,
+        };
+        c.Strides[0] = stride;
+        c.Offsets[0] = offset;
+        return Submit(c);
+    }
+
+    /// <summary>RESOURCE_MAP_BLOB at <paramref name="offset"/> of the host-visible region (ctx_id 0, as Linux sends it); <see cref="GpuReply.MapInfo"/> holds map_info.</summary>
+    public GpuReply MapBlob(uint resourceId, ulong offset) =>
+        Submit(new VirtioGpuResourceMapBlob { Header = Header(VirtioGpuCtrlType.ResourceMapBlob), ResourceId = resourceId, Offset = offset }, 32);
+
+    public GpuReply UnmapBlob(uint resourceId) =>
+        Submit(new VirtioGpuResourceRef { Header = Header(VirtioGpuCtrlType.ResourceUnmapBlob), ResourceId = resourceId });
+
+    /// <summary>CTX_CREATE; context_init's low 8 bits are the capset id of the context type.</summary>
+    public GpuReply CtxCreate(uint ctxId, uint contextInit, string debugName = "")
+    {
+        var c = new VirtioGpuCtxCreate { Header = Header(VirtioGpuCtrlType.CtxCreate, ctxId), ContextInit = contextInit };
+        var name = System.Text.Encoding.ASCII.GetBytes(debugName);
+        c.NameLength = (uint)Math.Min(name.Length, VirtioGpuCtxCreate.MaxDebugName);
+        name.AsSpan(0, (int)c.NameLength).CopyTo(c.DebugName);
+        return Submit(c);
+    }
+
+    public GpuReply CtxDestroy(uint ctxId) => Submit(Header(VirtioGpuCtrlType.CtxDestroy, ctxId));
+
+    public GpuReply CtxAttachResource(uint ctxId, uint resourceId) =>
+        Submit(new VirtioGpuCtxResource { Header = Header(VirtioGpuCtrlType.CtxAttachResource, ctxId), ResourceId = resourceId });
+
+    public GpuReply CtxDetachResource(uint ctxId, uint resourceId) =>
+        Submit(new VirtioGpuCtxResource { Header = Header(VirtioGpuCtrlType.CtxDetachResource, ctxId), ResourceId = resourceId });
+
+    /// <summary>GET_CAPSET_INFO; <see cref="GpuReply.CapsetInfo"/> parses the answer.</summary>
+    public GpuReply GetCapsetInfo(uint index) =>
+        Submit(new VirtioGpuGetCapsetInfo { Header = Header(VirtioGpuCtrlType.GetCapsetInfo), CapsetIndex = index }, 40);
+
+    /// <summary>GET_CAPSET; the capset bytes follow the 24-byte header (room for <paramref name="maxSize"/>).</summary>
+    public GpuReply GetCapset(uint capsetId, uint version, int maxSize = 4096) =>
+        Submit(new VirtioGpuGetCapset { Header = Header(VirtioGpuCtrlType.GetCapset), CapsetId = capsetId, CapsetVersion = version }, VirtioGpuCtrlHeader.Size + maxSize);
+
+    /// <summary>RESOURCE_ASSIGN_UUID; <see cref="GpuReply.Uuid"/> holds the answer.</summary>
+    public GpuReply AssignUuid(uint resourceId) =>
+        Submit(new VirtioGpuResourceRef { Header = Header(VirtioGpuCtrlType.ResourceAssignUuid), ResourceId = resourceId }, 40);
+
+    /// <summary>SUBMIT_3D of a command stream in context <paramref name="ctxId"/>, optionally fenced (on ring <paramref name="ringIdx"/>).</summary>
+    public GpuReply Submit3D(uint ctxId, ReadOnlySpan<byte> commands, bool fence = false, byte? ringIdx = null) =>
+        Submit(Submit3DCommand(ctxId, commands, fence, ringIdx));
+
+    /// <summary>The bytes of a SUBMIT_3D (for <see cref="Queue"/>: fenced submits may come back out of ring order).</summary>
+    public byte[] Submit3DCommand(uint ctxId, ReadOnlySpan<byte> commands, bool fence = false, byte? ringIdx = null)
+    {
+        var head = new VirtioGpuSubmit3D { Header = Header(VirtioGpuCtrlType.Submit3D, ctxId, fence, ringIdx), Size = (uint)commands.Length };
+        return [.. MemoryMarshal.AsBytes(new ReadOnlySpan<VirtioGpuSubmit3D>(in head)), .. commands];
+    }
+
     /// <summary>
     /// Creates a resource for <paramref name="fb"/>, attaches its pages, and (optionally)
     /// shows it on a scanout: what the Linux driver does for a dumb buffer + modeset.

@@ -24,6 +24,16 @@ public sealed class GpuReply
 
     public T Read<T>() where T : unmanaged => MemoryMarshal.Read<T>(Bytes);
 
+    /// <summary>OK_MAP_INFO's map_info (0 for any other answer).</summary>
+    public uint MapInfo => Type == VirtioGpuCtrlType.OkMapInfo && Bytes.Length >= 28 ? BitConverter.ToUInt32(Bytes, 24) : 0;
+
+    /// <summary>OK_CAPSET_INFO's body (default for any other answer).</summary>
+    public VirtioGpuCapsetInfo CapsetInfo => Type == VirtioGpuCtrlType.OkCapsetInfo && Bytes.Length >= 40
+        ? MemoryMarshal.Read<VirtioGpuCapsetInfo>(Bytes.AsSpan(24)) : default;
+
+    /// <summary>OK_RESOURCE_UUID's 16 bytes (null for any other answer).</summary>
+    public byte[]? Uuid => Type == VirtioGpuCtrlType.OkResourceUuid && Bytes.Length >= 40 ? Bytes[24..40] : null;
+
     public override string ToString() => $"{Type} ({Written} bytes)";
 }
 

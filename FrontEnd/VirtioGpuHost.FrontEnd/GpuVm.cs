@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using VirtioGpuHost.Device.Wire;
 using VirtioGpuHost.Interop;
 using VirtioGpuHost.Virtio;
@@ -41,6 +43,22 @@ public sealed class GpuVm : IDisposable
     public GpuDriver Driver { get; }
     public DisplayServer? Display { get; private set; }
 
+    /// <summary>The host-visible shared memory region (shmid 1), when negotiated and valid; null otherwise.</summary>
+    public HostVisibleRegion? HostVisible { get; private set; }
+
+    /// <summary>Why there is no host-visible region although one was asked for (a bad GET_SHMEM_CONFIG reply, SHMEM not offered).</summary>
+    public string? HostVisibleError { get; private set; }
+
+    /// <summary>The front-end's end of the back-end channel (null without BACKEND_REQ).</summary>
+    public BackendChannelServer? BackendChannel => _backendChannel;
+
+    /// <summary>QEMU-like feedback counters: ADD_MEM_REG / REM_MEM_REG sent for mappings, and how many the back-end refused.</summary>
+    public long FeedbackSent => Interlocked.Read(ref _feedbackSent);
+    public long FeedbackRefused => Interlocked.Read(ref _feedbackRefused);
+    private long _feedbackSent, _feedbackRefused;
+
+    private ILogger Log => _options.Logger ?? NullLogger.Instance;
+
     public ulong OfferedFeatures { get; private set; }
     public ulong AckedFeatures { get; private set; }
     public VhostUserProtocolFeatures OfferedProtocolFeatures { get; private set; }
@@ -76,7 +94,8 @@ public sealed class GpuVm : IDisposable
             throw new InvalidOperationException("the back-end does not offer VHOST_USER_F_PROTOCOL_FEATURES");
         OfferedProtocolFeatures = fe.GetProtocolFeatures();
         var wanted = VhostUserProtocolFeatures.Mq | VhostUserProtocolFeatures.ReplyAck | VhostUserProtocolFeatures.Config |
-                     VhostUserProtocolFeatures.ConfigureMemSlots | VhostUserProtocolFeatures.BackendReq | VhostUserProtocolFeatures.BackendSendFd;
+                     VhostUserProtocolFeatures.ConfigureMemSlots | VhostUserProtocolFeatures.BackendReq | VhostUserProtocolFeatures.BackendSendFd |
+                     (_options.HostVisibleSize != 0 ? VhostUserProtocolFeatures.Shmem : VhostUserProtocolFeatures.None);
         fe.SetProtocolFeatures(OfferedProtocolFeatures & wanted);
         ulong queues = fe.GetQueueNum();
         if (queues < 2) throw new InvalidOperationException($"the back-end has {queues} queues; virtio-gpu needs 2");
@@ -84,7 +103,7 @@ public sealed class GpuVm : IDisposable
         if (_options.BackendChannel && (fe.Protocol & VhostUserProtocolFeatures.BackendReq) != 0)
         {
             var (mine, theirs) = UnixSocket.CreatePair();
-            _backendChannel = new BackendChannelServer(mine, fe.ReplyAck);
+            _backendChannel = new BackendChannelServer(mine, fe.ReplyAck, logger: _options.Logger);
             using (theirs) if (!fe.SetBackendReqFd(theirs)) throw new InvalidOperationException("SET_BACKEND_REQ_FD refused");
         }
         if (!fe.SetOwner()) throw new InvalidOperationException("SET_OWNER refused");
@@ -92,6 +111,102 @@ public sealed class GpuVm : IDisposable
         {
             var cfg = fe.GetConfig(0, 16) ?? throw new InvalidOperationException("GET_CONFIG refused");
             Config = System.Runtime.InteropServices.MemoryMarshal.Read<VirtioGpuConfig>(cfg);
+        }
+        if (_options.HostVisibleSize != 0) SetUpHostVisible();
+    }
+
+    /// <summary>
+    /// GET_SHMEM_CONFIG (QEMU asks at the end of realize) and the region's reservation. A reply
+    /// that does not make sense is logged and the VM runs without a region (never a crash).
+    /// </summary>
+    private void SetUpHostVisible()
+    {
+        var fe = FrontEnd;
+        if ((fe.Protocol & VhostUserProtocolFeatures.Shmem) == 0)
+        {
+            NoHostVisible("the back-end does not offer SHMEM (protocol feature 22)");
+            return;
+        }
+        var reply = fe.GetShmemConfig();
+        var (size, error) = ParseShmemConfig(reply, Math.Min(_options.HostVisibleSize, HostVisibleRegion.MaxSize));
+        if (error is not null)
+        {
+            NoHostVisible($"GET_SHMEM_CONFIG: {error}");
+            return;
+        }
+        try
+        {
+            HostVisible = new HostVisibleRegion(size, _options.UnmappedAccess, _options.Logger);
+        }
+        catch (Exception e) when (e is IOException or ArgumentException)
+        {
+            NoHostVisible($"cannot reserve 0x{size:x} bytes of address space: {e.Message}");
+            return;
+        }
+        if (_backendChannel is not null)
+        {
+            _backendChannel.Region = HostVisible;
+            if (_options.HostVisibleMemoryFeedback)
+            {
+                _backendChannel.Mapped = m => Feedback(m, add: true);
+                _backendChannel.Unmapped = m => Feedback(m, add: false);
+            }
+        }
+        Log.LogInformation("host-visible region: 0x{Size:x} bytes at {Address:x} ({Mode} when unmapped)", size, HostVisible.Address, _options.UnmappedAccess);
+    }
+
+    private void NoHostVisible(string why)
+    {
+        HostVisibleError = why;
+        Log.LogWarning("no host-visible region: {Why}", why);
+    }
+
+    /// <summary>
+    /// Checks a GET_SHMEM_CONFIG reply: 2056 bytes, nregions consistent with the sizes (the count
+    /// of non-zero entries, or QEMU's accepted "highest shmid + 1"), shmid 1 present, a power of
+    /// two, a page multiple and at most <paramref name="max"/>. Returns shmid 1's size or why not.
+    /// </summary>
+    public static (ulong Size, string? Error) ParseShmemConfig(ReadOnlySpan<byte> reply, ulong max)
+    {
+        if (reply.Length != ShmemConfig.Size) return (0, $"reply is {reply.Length} bytes, expected {ShmemConfig.Size}");
+        uint nregions = BinaryPrimitives.ReadUInt32LittleEndian(reply);
+        int nonZero = 0, highest = -1;
+        for (int id = 0; id < ShmemConfig.MaxRegions; id++)
+        {
+            if (BinaryPrimitives.ReadUInt64LittleEndian(reply[(8 + 8 * id)..]) == 0) continue;
+            nonZero++;
+            highest = id;
+        }
+        if (nregions != nonZero && nregions != highest + 1)
+            return (0, $"nregions {nregions} does not match the {nonZero} non-zero sizes (highest shmid {highest})");
+        ulong size = BinaryPrimitives.ReadUInt64LittleEndian(reply[(8 + 8 * HostVisibleRegion.ShmId)..]);
+        if (size == 0) return (0, $"no region with shmid {HostVisibleRegion.ShmId}");
+        if (!ulong.IsPow2(size)) return (0, $"shmid 1 size 0x{size:x} is not a power of two");
+        if (size % GuestRam.PageSize != 0) return (0, $"shmid 1 size 0x{size:x} is not a page multiple");
+        if (size > max) return (0, $"shmid 1 size 0x{size:x} exceeds the 0x{max:x} bytes this VM accepts");
+        return (size, null);
+    }
+
+    /// <summary>QEMU 11.1's memory listener: a mapping becomes guest memory of the back-end too.</summary>
+    private void Feedback(HostVisibleMapping m, bool add)
+    {
+        var region = HostVisible;
+        if (region is null || (FrontEnd.Protocol & VhostUserProtocolFeatures.ConfigureMemSlots) == 0) return;
+        var d = new MemoryRegionDescriptor(_options.HostVisibleGuestAddress + m.Offset, m.Length, (ulong)region.Address + m.Offset, m.FdOffset);
+        bool ok;
+        if (add)
+        {
+            FdHandle? fd = null;
+            region.WithMappingFd(m.Offset, (_, f) => fd = f.Duplicate());
+            if (fd is null) return; // unmapped again meanwhile
+            using (fd) ok = FrontEnd.AddMemReg(d, fd);
+        }
+        else ok = FrontEnd.RemMemReg(d);
+        Interlocked.Increment(ref _feedbackSent);
+        if (!ok)
+        {
+            Interlocked.Increment(ref _feedbackRefused);
+            Log.LogWarning("host-visible feedback: the back-end refused {Request} {Region}", add ? "ADD_MEM_REG" : "REM_MEM_REG", d);
         }
     }
 
@@ -102,6 +217,12 @@ public sealed class GpuVm : IDisposable
     public void Start(bool resetRings)
     {
         var fe = FrontEnd;
+        if (resetRings && HostVisible is not null)
+        {
+            // A device reset: front-ends drop every mapping (vhost-user.rst SHMEM_MAP).
+            foreach (var m in HostVisible.UnmapAll())
+                if (_options.HostVisibleMemoryFeedback) Feedback(m, add: false);
+        }
         var (displayMine, displayTheirs) = UnixSocket.CreatePair();
         Display?.Dispose();
         Display = new DisplayServer(displayMine, _options.Display);
@@ -111,6 +232,7 @@ public sealed class GpuVm : IDisposable
         if (_options.EventIdx) acked |= VirtioFeatures.EventIdx;
         if (_options.IndirectDescriptors) acked |= VirtioFeatures.IndirectDesc;
         if (_options.Edid) acked |= VirtioGpuFeatures.Edid;
+        if (_options.Blob) acked |= VirtioGpuFeatures.ResourceBlob | VirtioGpuFeatures.ContextInit | VirtioGpuFeatures.ResourceUuid | VirtioGpuFeatures.Virgl;
         acked &= OfferedFeatures;
         AckedFeatures = acked;
         if (!fe.SetFeatures(acked)) throw new InvalidOperationException("SET_FEATURES refused");
@@ -172,61 +294,9 @@ public sealed class GpuVm : IDisposable
     {
         Display?.Dispose();
         _backendChannel?.Dispose();
+        HostVisible?.Dispose();
         FrontEnd.Dispose();
         foreach (var fd in _kick.Concat(_call).Concat(_err)) fd?.Dispose();
         Ram.Dispose();
-    }
-}
-
-/// <summary>
-/// The front-end's end of the back-end channel: reads back-end requests and acks them.
-/// Nothing the back-end sends can crash it; unknown requests get a failure ack.
-/// </summary>
-public sealed class BackendChannelServer : IDisposable
-{
-    private readonly FramedSocket _socket;
-    private readonly Thread _thread;
-    private readonly bool _replyAck;
-
-    public BackendChannelServer(FdHandle socket, bool replyAck)
-    {
-        _socket = new FramedSocket(socket);
-        _replyAck = replyAck;
-        _thread = new Thread(Run) { IsBackground = true, Name = "backend-channel" };
-        _thread.Start();
-    }
-
-    /// <summary>Requests received: id and payload size.</summary>
-    public List<(VhostUserBackendRequest Request, int Size)> Received { get; } = new();
-
-    private void Run()
-    {
-        try
-        {
-            while (_socket.Receive() is { } msg)
-            {
-                using (msg)
-                {
-                    lock (Received) Received.Add(((VhostUserBackendRequest)msg.Header.Request, msg.Payload.Length));
-                    if (msg.Header.NeedsReply && _replyAck)
-                    {
-                        var ack = new byte[8];
-                        BinaryPrimitives.WriteUInt64LittleEndian(ack, 1); // nothing is implemented here yet
-                        _socket.Send(msg.Header.Request, VhostUserHeader.Version | VhostUserHeader.FlagReply, ack);
-                    }
-                }
-            }
-        }
-        catch (Exception e) when (e is IOException or ProtocolViolationException or ObjectDisposedException)
-        {
-            // The channel ends with the connection.
-        }
-    }
-
-    public void Dispose()
-    {
-        UnixSocket.Shutdown(_socket.Socket);
-        _thread.Join(TimeSpan.FromSeconds(2));
-        _socket.Dispose();
     }
 }

@@ -13,6 +13,7 @@ namespace VirtioGpuHost.FrontEnd;
 public sealed class VhostUserFrontEnd : IDisposable
 {
     private readonly FramedSocket _socket;
+    private readonly object _requestLock = new();
 
     public VhostUserFrontEnd(FdHandle socket, TimeSpan? replyTimeout = null)
     {
@@ -37,6 +38,13 @@ public sealed class VhostUserFrontEnd : IDisposable
     }
 
     public FdHandle Socket => _socket.Socket;
+
+    /// <summary>
+    /// Held for each typed request and its reply, so that another thread (the back-end channel's
+    /// QEMU-like ADD_MEM_REG feedback) can send requests too. Raw <see cref="Send"/> +
+    /// <see cref="ReceiveReply"/> pairs are not covered: don't mix them with feedback.
+    /// </summary>
+    public object RequestLock => _requestLock;
 
     /// <summary>Protocol features agreed with SET_PROTOCOL_FEATURES.</summary>
     public VhostUserProtocolFeatures Protocol { get; private set; }
@@ -93,19 +101,36 @@ public sealed class VhostUserFrontEnd : IDisposable
     /// <summary>Sends a request with NEED_REPLY (when REPLY_ACK is on) and returns the ack (true = success).</summary>
     public bool SendWithAck(VhostUserRequest request, ReadOnlySpan<byte> payload, ReadOnlySpan<FdHandle> fds = default)
     {
-        Send(request, payload, fds, needReply: ReplyAck);
-        if (!ReplyAck) return true;
-        using var reply = ReceiveReply(request);
-        if (reply.Payload.Length != 8) throw new IOException($"{request}: ack of {reply.Payload.Length} bytes");
-        return BinaryPrimitives.ReadUInt64LittleEndian(reply.Payload) == 0;
+        lock (_requestLock)
+        {
+            Send(request, payload, fds, needReply: ReplyAck);
+            if (!ReplyAck) return true;
+            using var reply = ReceiveReply(request);
+            if (reply.Payload.Length != 8) throw new IOException($"{request}: ack of {reply.Payload.Length} bytes");
+            return BinaryPrimitives.ReadUInt64LittleEndian(reply.Payload) == 0;
+        }
     }
 
     public ulong GetU64(VhostUserRequest request)
     {
-        Send(request, []);
-        using var reply = ReceiveReply(request);
-        if (reply.Payload.Length != 8) throw new IOException($"{request}: reply of {reply.Payload.Length} bytes");
-        return BinaryPrimitives.ReadUInt64LittleEndian(reply.Payload);
+        lock (_requestLock)
+        {
+            Send(request, []);
+            using var reply = ReceiveReply(request);
+            if (reply.Payload.Length != 8) throw new IOException($"{request}: reply of {reply.Payload.Length} bytes");
+            return BinaryPrimitives.ReadUInt64LittleEndian(reply.Payload);
+        }
+    }
+
+    /// <summary>GET_SHMEM_CONFIG: the raw reply payload (2056 bytes from a conforming back-end; validated by the caller).</summary>
+    public byte[] GetShmemConfig()
+    {
+        lock (_requestLock)
+        {
+            Send(VhostUserRequest.GetShmemConfig, []);
+            using var reply = ReceiveReply(VhostUserRequest.GetShmemConfig);
+            return reply.Payload;
+        }
     }
 
     private static byte[] U64(ulong v)
@@ -172,10 +197,13 @@ public sealed class VhostUserFrontEnd : IDisposable
     {
         var p = new byte[VringState.Size];
         new VringState(index, 0).Write(p);
-        Send(VhostUserRequest.GetVringBase, p);
-        using var reply = ReceiveReply(VhostUserRequest.GetVringBase);
-        if (reply.Payload.Length != VringState.Size) throw new IOException("GET_VRING_BASE: bad reply size");
-        return VringState.Read(reply.Payload).Num;
+        lock (_requestLock)
+        {
+            Send(VhostUserRequest.GetVringBase, p);
+            using var reply = ReceiveReply(VhostUserRequest.GetVringBase);
+            if (reply.Payload.Length != VringState.Size) throw new IOException("GET_VRING_BASE: bad reply size");
+            return VringState.Read(reply.Payload).Num;
+        }
     }
 
     public bool SetVringFd(VhostUserRequest which, uint index, FdHandle? fd)
@@ -189,10 +217,13 @@ public sealed class VhostUserFrontEnd : IDisposable
     {
         var p = new byte[ConfigHeader.Length + size];
         new ConfigHeader(offset, size, 0).Write(p);
-        Send(VhostUserRequest.GetConfig, p);
-        using var reply = ReceiveReply(VhostUserRequest.GetConfig);
-        if (reply.Payload.Length != p.Length) return null;
-        return reply.Payload.AsSpan(ConfigHeader.Length).ToArray();
+        lock (_requestLock)
+        {
+            Send(VhostUserRequest.GetConfig, p);
+            using var reply = ReceiveReply(VhostUserRequest.GetConfig);
+            if (reply.Payload.Length != p.Length) return null;
+            return reply.Payload.AsSpan(ConfigHeader.Length).ToArray();
+        }
     }
 
     public bool SetConfig(uint offset, ReadOnlySpan<byte> data, uint flags = 0)

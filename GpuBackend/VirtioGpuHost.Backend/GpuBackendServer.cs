@@ -27,6 +27,22 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
         get => Volatile.Read(ref _options);
         set { value.Validate(); Volatile.Write(ref _options, value); }
     }
+    private ulong _hostVisibleSize;
+
+    /// <summary>
+    /// Size of the host-visible shared memory region (shmid 1) offered to connections that start
+    /// from now on: 0 = none (no SHMEM protocol feature), else a power of two from 4 KiB to
+    /// <see cref="VhostUserGpuDevice.MaxHostVisibleSize"/>.
+    /// </summary>
+    public ulong HostVisibleSize
+    {
+        get => Volatile.Read(ref _hostVisibleSize);
+        set { VhostUserGpuDevice.ValidateHostVisibleSize(value); Volatile.Write(ref _hostVisibleSize, value); }
+    }
+
+    /// <summary>How long a back-end channel request (SHMEM_MAP/UNMAP) waits for the front-end's reply.</summary>
+    public TimeSpan BackendReplyTimeout { get; init; } = BackendChannel.DefaultReplyTimeout;
+
     private readonly HashSet<VhostUserBackendConnection> _active = new();
     private readonly SemaphoreSlim _slots = new(MaxConcurrentConnections);
     private int _connections;
@@ -104,8 +120,11 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
     {
         int n = Interlocked.Increment(ref _connections);
         string connName = name is null ? $"conn {n}" : $"{name} #{n}";
-        var device = new VhostUserGpuDevice(Options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay);
-        var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), connName, SendTimeout);
+        var device = new VhostUserGpuDevice(Options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay, HostVisibleSize);
+        var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), connName, SendTimeout)
+        {
+            BackendReplyTimeout = BackendReplyTimeout,
+        };
         lock (_active) _active.Add(connection);
         _log.LogInformation("{Conn}: front-end connected", connName);
         DeviceCreated?.Invoke(device);

@@ -44,12 +44,48 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     /// display socket QEMU hands over is negotiated but not drawn on. Without it, QEMU's display
     /// socket is the display (drop-in mode).
     /// </param>
-    public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger, Func<GpuDevice, IGpuDisplay>? ownDisplay = null)
+    /// <param name="hostVisibleSize">
+    /// Size of the host-visible shared memory region (shmid 1) to ask the VMM for: 0 = none, else a
+    /// power of two from 4 KiB to <see cref="MaxHostVisibleSize"/> (QEMU asserts a power of two).
+    /// With a region the SHMEM protocol feature is offered and GET_SHMEM_CONFIG reports it.
+    /// </param>
+    public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger, Func<GpuDevice, IGpuDisplay>? ownDisplay = null, ulong hostVisibleSize = 0)
     {
+        ValidateHostVisibleSize(hostVisibleSize);
         _options = options;
         _log = logger;
         _ownDisplay = ownDisplay;
+        _hostVisibleSize = hostVisibleSize;
+        SharedMemoryRegions = hostVisibleSize == 0
+            ? new Dictionary<byte, ulong>()
+            : new Dictionary<byte, ulong> { [VhostUserHostVisibleRegion.ShmId] = hostVisibleSize };
     }
+
+    /// <summary>Largest host-visible region offered (QEMU 11.1 was measured with up to 8 GiB).</summary>
+    public const ulong MaxHostVisibleSize = 64UL << 30;
+
+    /// <summary>Throws unless <paramref name="size"/> is 0 or a power of two in 4 KiB..<see cref="MaxHostVisibleSize"/>.</summary>
+    public static void ValidateHostVisibleSize(ulong size)
+    {
+        if (size == 0) return;
+        if (!ulong.IsPow2(size) || size < 4096 || size > MaxHostVisibleSize)
+            throw new ArgumentOutOfRangeException(nameof(size), $"the host-visible region must be 0 (none) or a power of two from 4 KiB to {MaxHostVisibleSize >> 30} GiB, got 0x{size:x}");
+    }
+
+    private readonly ulong _hostVisibleSize;
+    private VhostUserHostVisibleRegion? _hostVisible;
+
+    /// <summary>
+    /// The host-visible region while it is usable (SHMEM, BACKEND_REQ and BACKEND_SEND_FD
+    /// negotiated and a back-end channel open); null otherwise.
+    /// </summary>
+    public VhostUserHostVisibleRegion? HostVisible => _hostVisible;
+
+    /// <summary>Size of the host-visible region asked for (0 = none).</summary>
+    public ulong HostVisibleSize => _hostVisibleSize;
+
+    /// <summary>The connection's services (available after the connection attached; tests and stats).</summary>
+    public IVhostUserBackendServices Services => _services;
 
     /// <summary>The device model (available after the connection attached).</summary>
     public GpuDevice Gpu => _device;
@@ -62,9 +98,21 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
 
     public int QueueCount => 2;
     public int MaxQueueSize => 1024;
-    public ulong Features => TransportFeatures | (_options.Edid ? VirtioGpuFeatures.Edid : 0);
-    public VhostUserProtocolFeatures ProtocolFeatures => VhostUserProtocolFeatures.Config;
-    public IReadOnlyDictionary<byte, ulong> SharedMemoryRegions { get; } = new Dictionary<byte, ulong>();
+    /// <summary>
+    /// Transport bits plus the device model's own (which follow its options). The connection
+    /// attaches the device in its constructor, before any GET_FEATURES; the fallback only serves
+    /// a caller that asks before that.
+    /// </summary>
+    public ulong Features => TransportFeatures | (_device is { } d ? d.OfferedFeatures : _options.Edid ? VirtioGpuFeatures.Edid : 0);
+
+    public VhostUserProtocolFeatures ProtocolFeatures =>
+        VhostUserProtocolFeatures.Config | (_hostVisibleSize != 0 ? VhostUserProtocolFeatures.Shmem : VhostUserProtocolFeatures.None);
+
+    public IReadOnlyDictionary<byte, ulong> SharedMemoryRegions { get; }
+
+    /// <summary>Protocol features the host-visible region needs from the front-end.</summary>
+    public const VhostUserProtocolFeatures HostVisibleProtocolFeatures =
+        VhostUserProtocolFeatures.Shmem | VhostUserProtocolFeatures.BackendReq | VhostUserProtocolFeatures.BackendSendFd;
 
     public void Attach(IVhostUserBackendServices services)
     {
@@ -77,7 +125,35 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
         }
     }
 
-    public void AcknowledgeFeatures(ulong features) => _device.AcknowledgeFeatures(features);
+    public void AcknowledgeFeatures(ulong features)
+    {
+        _device.AcknowledgeFeatures(features);
+        UpdateHostVisible();
+    }
+
+    public void BackendChannelChanged(BackendChannel? channel) => UpdateHostVisible();
+
+    /// <summary>Gives the device its host-visible region when the front-end can map into it, takes it away when not.</summary>
+    private void UpdateHostVisible()
+    {
+        var negotiated = _services.NegotiatedProtocolFeatures;
+        var channel = _services.BackendChannel;
+        bool usable = _hostVisibleSize != 0 && (negotiated & HostVisibleProtocolFeatures) == HostVisibleProtocolFeatures &&
+                      channel is { IsClosed: false };
+        if (usable && _hostVisible is null)
+        {
+            _hostVisible = new VhostUserHostVisibleRegion(_hostVisibleSize, _services, _log);
+            if ((negotiated & VhostUserProtocolFeatures.ReplyAck) == 0)
+                _log.LogWarning("{Conn}: REPLY_ACK not negotiated: SHMEM_MAP results are not reported; mappings count as done once sent", _services.ConnectionName);
+            _log.LogInformation("{Conn}: host-visible region of 0x{Size:x} bytes available", _services.ConnectionName, _hostVisibleSize);
+        }
+        else if (!usable && _hostVisible is not null)
+        {
+            _hostVisible = null;
+            _log.LogInformation("{Conn}: host-visible region unavailable (no back-end channel)", _services.ConnectionName);
+        }
+        _device.HostVisible = _hostVisible;
+    }
 
     public bool ReadConfig(uint offset, Span<byte> data) => _device.ReadConfig(offset, data);
 
@@ -100,6 +176,8 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
                 _log.LogInformation("{Conn}: control ring restarted {How}: the guest reset the device; dropping its resources",
                     _services.ConnectionName, movedRings ? "at new addresses" : "from 0");
                 _device.ResetState();
+                // Mappings asked for before the reset are not the new device's.
+                _services.BackendChannel?.AbandonPending("the guest reset the device");
             }
             _controlStoppedAt = 0;
             _controlStoppedDesc = null;

@@ -140,8 +140,14 @@ internal sealed class CompositorRunner(LayoutConfig layout, ILoggerFactory logge
             long frames = host.Store.FramesOf(vm.Name);
             lastFrames.TryGetValue(vm.Name, out var before);
             lastFrames[vm.Name] = frames;
+            var (copied, mapped) = host.ScanoutStats(vm.Name);
+            string copiedKey = vm.Name + "\0copied";
+            lastFrames.TryGetValue(copiedKey, out var copiedBefore);
+            lastFrames[copiedKey] = (long)copied;
+            long flushes = frames - before;
             string state = !host.IsConnected(vm.Name) ? "disconnected" : health.TryGetValue(vm.Name, out var h) ? h.ToString().ToLowerInvariant() : "?";
-            parts.Add($"{vm.Name} {state} {(frames - before) / interval.TotalSeconds:0.#} flushes/s");
+            string perFlush = flushes > 0 ? $", {((long)copied - copiedBefore) / (double)flushes / 1024:0.#} KiB copied/flush" : "";
+            parts.Add($"{vm.Name} {state} {flushes / interval.TotalSeconds:0.#} flushes/s{perFlush}{(mapped > 0 ? $", {mapped} blobs mapped" : "")}");
         }
         log.LogInformation("status: {Vms}; compositor {Fps:0.#} fps, {Avg:0.00} ms per frame, {Failures} safety-check failures",
             string.Join(", ", parts), fps, avgMs, host.Engine.SafetyFailures);

@@ -1,3 +1,4 @@
+using VirtioGpuHost.Device.Blobs;
 using VirtioGpuHost.Device.Wire;
 
 namespace VirtioGpuHost.Device;
@@ -32,12 +33,12 @@ public sealed partial class GpuDevice
             _display.CursorMoved(c.Pos.ScanoutId, c.Pos.X, c.Pos.Y, visible);
             return;
         }
-        if (!_resources.TryGetValue(c.ResourceId, out var res))
+        if (!_resources.TryGetValue(c.ResourceId, out var any))
         {
             Errors.Report(cmd, $"resource_id {c.ResourceId} does not exist");
             return;
         }
-        if (res.Width != VirtioGpuLimits.CursorSize || res.Height != VirtioGpuLimits.CursorSize)
+        if (any is Resource2D res && (res.Width != VirtioGpuLimits.CursorSize || res.Height != VirtioGpuLimits.CursorSize))
         {
             Errors.Report(cmd, $"resource_id {c.ResourceId} is {res.Width}x{res.Height}; cursors are 64x64");
             return;
@@ -48,7 +49,21 @@ public sealed partial class GpuDevice
             return;
         }
         var bgra = new byte[VirtioGpuLimits.CursorSize * VirtioGpuLimits.CursorSize * 4];
-        PixelFormats.ConvertRowToBgra(res.Format, res.Memory.AsSpan(0, bgra.Length), bgra, opaque: false);
+        if (any is Resource2D r2)
+        {
+            PixelFormats.ConvertRowToBgra(r2.Format, r2.Memory.AsSpan(0, bgra.Length), bgra, opaque: false);
+        }
+        else
+        {
+            // A blob cursor (Linux makes dumb buffers GUEST blobs without VIRGL): 64x64 ARGB8888,
+            // i.e. B8G8R8A8 bytes, from the start of the blob.
+            var blob = (BlobResource)any;
+            if (blob.Size < (ulong)bgra.Length || !TryReadBlob(blob, 0, bgra))
+            {
+                Errors.Report(cmd, $"blob {c.ResourceId} does not hold a 64x64 cursor ({blob.Size} bytes, or not in memory)");
+                return;
+            }
+        }
         _cursor = new CursorState(c.Pos.ScanoutId, c.Pos.X, c.Pos.Y, c.HotX, c.HotY, bgra, Visible: true);
         _display.CursorChanged(c.Pos.ScanoutId, c.Pos.X, c.Pos.Y, c.HotX, c.HotY, bgra);
     }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using VirtioGpuHost.Device.Blobs;
 using VirtioGpuHost.Device.Wire;
 using VirtioGpuHost.GuestMemory;
 
@@ -46,6 +47,10 @@ public sealed partial class GpuDevice
         {
             if (_scanouts[i].Resource == res) DisableScanout(i);
         }
+        // A mapped blob is unmapped first (the guest should have sent UNMAP_BLOB; Linux does).
+        if (res is BlobResource { Mapping: { } m }) DropMapping(m, unmap: true);
+        DetachFromContexts(res);
+        if (res is BlobResource { Kind: BlobMemory.Host3D }) _hostBlobs--;
         _hostMemoryInUse -= res.HostCharge;
         res.Dispose();
         return GpuResponse.Ok;
@@ -55,7 +60,7 @@ public sealed partial class GpuDevice
     {
         const string cmd = "RESOURCE_ATTACH_BACKING";
         if (!r.TryRead<VirtioGpuResourceAttachBacking>(out var c)) return Short(r, cmd, 32);
-        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (!TryGet2D(c.ResourceId, cmd, out var res, out var error)) return error;
         if (res.Backing is not null) return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId} already has backing");
         if (c.NrEntries > VirtioGpuLimits.MaxBackingEntries)
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: nr_entries {c.NrEntries} exceeds {VirtioGpuLimits.MaxBackingEntries}");
@@ -84,7 +89,7 @@ public sealed partial class GpuDevice
     {
         const string cmd = "RESOURCE_DETACH_BACKING";
         if (!r.TryRead<VirtioGpuResourceRef>(out var c)) return Short(r, cmd, 32);
-        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (!TryGet2D(c.ResourceId, cmd, out var res, out var error)) return error;
         // The resource exists, so not ERR_INVALID_RESOURCE_ID: QEMU answers ERR_UNSPEC ("no backing storage").
         if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId} has no backing");
         ulong listCharge = (ulong)res.Backing.Length * BackingEntryCostBytes;
@@ -98,7 +103,15 @@ public sealed partial class GpuDevice
     {
         const string cmd = "TRANSFER_TO_HOST_2D";
         if (!r.TryRead<VirtioGpuTransferToHost2D>(out var c)) return Short(r, cmd, 56);
-        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (!_resources.TryGetValue(c.ResourceId, out var any)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        // Linux sends it for dumb-buffer GUEST blobs too. Nothing to copy: a blob IS the memory the
+        // display reads (a scattered one is gathered at RESOURCE_FLUSH, where the display needs it).
+        if (any is BlobResource)
+        {
+            BlobTransfersSkipped++;
+            return GpuResponse.Ok;
+        }
+        var res = (Resource2D)any;
         // The resource exists, so not ERR_INVALID_RESOURCE_ID: QEMU answers ERR_UNSPEC ("no backing storage").
         if (res.Backing is null) return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId} has no backing");
         if (!c.Rect.FitsIn(res.Width, res.Height))
@@ -138,6 +151,7 @@ public sealed partial class GpuDevice
             }
         }
         BytesTransferred += rowBytes * c.Rect.Height;
+        ScanoutBytesCopied += rowBytes * c.Rect.Height;
         return GpuResponse.Ok;
     }
 
@@ -181,4 +195,33 @@ public sealed partial class GpuDevice
 
     /// <summary>Bytes copied from guest memory into resources so far.</summary>
     public ulong BytesTransferred { get; private set; }
+
+    /// <summary>
+    /// Bytes copied on the way from guest pixels to what the display reads: 2D transfers and blob
+    /// gathers. Zero-copy blob scanouts add nothing.
+    /// </summary>
+    public ulong ScanoutBytesCopied { get; private set; }
+
+    /// <summary>TRANSFER_TO_HOST_2D on blobs, answered OK without copying.</summary>
+    public long BlobTransfersSkipped { get; private set; }
+
+    /// <summary>A 2D resource by id: ERR_INVALID_RESOURCE_ID when missing, ERR_INVALID_PARAMETER for a blob.</summary>
+    private bool TryGet2D(uint id, string cmd, out Resource2D res, out GpuResponse error)
+    {
+        res = null!;
+        error = default;
+        if (!_resources.TryGetValue(id, out var any))
+        {
+            error = Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {id} does not exist");
+            return false;
+        }
+        if (any is not Resource2D r2)
+        {
+            // A GUEST blob's pages are fixed at creation; a HOST3D blob has no guest backing.
+            error = Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {id} is a blob, not a 2D resource");
+            return false;
+        }
+        res = r2;
+        return true;
+    }
 }

@@ -1,3 +1,4 @@
+using VirtioGpuHost.Device.Blobs;
 using VirtioGpuHost.Device.Wire;
 
 namespace VirtioGpuHost.Device;
@@ -15,9 +16,12 @@ public sealed partial class GpuDevice
             DisableScanout(c.ScanoutId);
             return GpuResponse.Ok;
         }
-        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"scanout {c.ScanoutId}: resource_id {c.ResourceId} does not exist");
+        if (!_resources.TryGetValue(c.ResourceId, out var any)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"scanout {c.ScanoutId}: resource_id {c.ResourceId} does not exist");
+        if (any is not Resource2D res)
+            return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"scanout {c.ScanoutId}: resource_id {c.ResourceId} is a blob (it has no size or format: use SET_SCANOUT_BLOB)");
         if (c.Rect.IsEmpty || !c.Rect.FitsIn(res.Width, res.Height))
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"scanout {c.ScanoutId}: rect {c.Rect} is empty or outside the {res.Width}x{res.Height} resource {c.ResourceId}");
+        ReleaseBlobView(_scanouts[c.ScanoutId]);
         _scanouts[c.ScanoutId] = new Scanout(res, c.Rect);
         _display.ScanoutChanged(c.ScanoutId, res.Surface, c.Rect);
         // QEMU starts a blank surface on every SCANOUT: send the current pixels at once, so
@@ -29,15 +33,27 @@ public sealed partial class GpuDevice
     private void DisableScanout(uint id)
     {
         if (_scanouts[id].Resource is null) return;
+        var old = _scanouts[id];
         _scanouts[id] = default;
         _display.ScanoutChanged(id, null, default);
+        ReleaseBlobView(old);
+    }
+
+    /// <summary>A scanout stops showing a blob: its view's reference (and gather copy) go.</summary>
+    private void ReleaseBlobView(Scanout s)
+    {
+        if (s.Blob is not { } view) return;
+        _hostMemoryInUse -= view.GatherCharge;
+        view.Dispose();
     }
 
     private GpuResponse ResourceFlush(GpuRequest r)
     {
         const string cmd = "RESOURCE_FLUSH";
         if (!r.TryRead<VirtioGpuResourceFlush>(out var c)) return Short(r, cmd, 48);
-        if (!_resources.TryGetValue(c.ResourceId, out var res)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (!_resources.TryGetValue(c.ResourceId, out var any)) return Fail(VirtioGpuCtrlType.ErrInvalidResourceId, cmd, $"resource_id {c.ResourceId} does not exist");
+        if (any is BlobResource blob) return FlushBlob(blob, c.Rect);
+        var res = (Resource2D)any;
         if (!c.Rect.FitsIn(res.Width, res.Height))
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"resource_id {c.ResourceId}: rect {c.Rect} is outside the {res.Width}x{res.Height} resource");
         for (uint i = 0; i < _scanouts.Length; i++)

@@ -1,16 +1,21 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using VirtioGpuHost.Device.Blobs;
+using VirtioGpuHost.Device.Capsets;
 using VirtioGpuHost.Device.Display;
 using VirtioGpuHost.Device.Edid;
+using VirtioGpuHost.Device.HostVisible;
 using VirtioGpuHost.Device.Wire;
 using VirtioGpuHost.GuestMemory;
 
 namespace VirtioGpuHost.Device;
 
 /// <summary>
-/// The virtio-gpu 2D device (virtio 1.x §5.7): resources, backing, scanouts, cursor,
-/// display info and EDID. Each control command executes into a <see cref="GpuResponse"/>;
+/// The virtio-gpu device (virtio 1.x §5.7): 2D resources, backing, scanouts, cursor, display
+/// info and EDID; with <see cref="GpuDeviceOptions.Blob"/> also blob resources (zero-copy
+/// scanouts, MAP_BLOB into the host-visible region), contexts with their capsets and fences,
+/// and resource UUIDs. Each control command executes into a <see cref="GpuResponse"/>;
 /// every invalid request gets the spec's error response and one log line naming the
 /// connection and the field, and never changes other state. Single-threaded: the
 /// connection's event loop calls it.
@@ -20,7 +25,7 @@ public sealed partial class GpuDevice : IDisposable
     private readonly GpuDeviceOptions _options;
     private readonly ILogger _log;
     private readonly Func<IGuestMemory> _memory;
-    private readonly Dictionary<uint, Resource2D> _resources = new();
+    private readonly Dictionary<uint, GpuResource> _resources = new();
     private readonly Scanout[] _scanouts = new Scanout[VirtioGpuLimits.MaxScanouts];
     private IGpuDisplay _display = NullDisplay.Instance;
     private ulong _hostMemoryInUse;
@@ -36,6 +41,7 @@ public sealed partial class GpuDevice : IDisposable
         _memory = memory;
         Name = connectionName;
         Errors = new GuestErrorLog(logger, connectionName);
+        Capsets = CapsetRegistry.For(options);
     }
 
     /// <summary>The connection's name, used in every log line.</summary>
@@ -46,7 +52,22 @@ public sealed partial class GpuDevice : IDisposable
     public GpuDeviceOptions Options => _options;
 
     /// <summary>virtio-gpu features this device offers.</summary>
-    public ulong OfferedFeatures => _options.Edid ? VirtioGpuFeatures.Edid : 0;
+    public ulong OfferedFeatures => FeaturesFor(_options);
+
+    /// <summary>The virtio-gpu features a device with <paramref name="options"/> offers (for a transport that needs them before the device exists).</summary>
+    public static ulong FeaturesFor(GpuDeviceOptions options) =>
+        (options.Edid ? VirtioGpuFeatures.Edid : 0) |
+        (options.Blob ? VirtioGpuFeatures.ResourceBlob | VirtioGpuFeatures.ContextInit | VirtioGpuFeatures.ResourceUuid : 0) |
+        (options.VirglCompat ? VirtioGpuFeatures.Virgl : 0);
+
+    /// <summary>The capsets reported in the config space and by GET_CAPSET_INFO / GET_CAPSET.</summary>
+    public CapsetRegistry Capsets { get; }
+
+    /// <summary>The VMM's host-visible shared memory region (MAP_BLOB), when the transport has one.</summary>
+    public IHostVisibleRegion? HostVisible { get; set; }
+
+    /// <summary>The current guest memory snapshot.</summary>
+    internal IGuestMemory CurrentMemory => _memory();
 
     public ulong AckedFeatures => _ackedFeatures;
 
@@ -61,9 +82,9 @@ public sealed partial class GpuDevice : IDisposable
             for (uint i = 0; i < _scanouts.Length; i++)
             {
                 var s = _scanouts[i];
-                if (s.Resource is null) continue;
-                _display.ScanoutChanged(i, s.Resource.Surface, s.Source);
-                _display.ScanoutFlushed(i, s.Resource.Surface, s.Source, new VirtioGpuRect(0, 0, s.Source.Width, s.Source.Height));
+                if (s.Surface is not { } surface) continue;
+                _display.ScanoutChanged(i, surface, s.Source);
+                _display.ScanoutFlushed(i, surface, s.Source, new VirtioGpuRect(0, 0, s.Source.Width, s.Source.Height));
             }
             if (_cursor is { } c)
             {
@@ -73,7 +94,8 @@ public sealed partial class GpuDevice : IDisposable
         }
     }
 
-    public IReadOnlyDictionary<uint, Resource2D> Resources => _resources;
+    /// <summary>Every resource (2D and blob) by id.</summary>
+    public IReadOnlyDictionary<uint, GpuResource> Resources => _resources;
     public ulong HostMemoryInUse => _hostMemoryInUse;
 
     /// <summary>The resource and source rect a scanout shows (null resource = disabled).</summary>
@@ -93,15 +115,28 @@ public sealed partial class GpuDevice : IDisposable
         EventsRead = _eventsRead,
         EventsClear = 0,
         NumScanouts = (uint)_options.Scanouts,
-        NumCapsets = 0,
+        NumCapsets = (uint)Capsets.Count,
     };
 
+    /// <summary>Largest config space a front-end may read (vhost-user's VHOST_USER_MAX_CONFIG_SIZE).</summary>
+    public const int MaxConfigSpace = 256;
+
+    /// <summary>
+    /// Reads config space: virtio_gpu_config (16 bytes) then zeros. A front-end may expose a larger
+    /// config space than the struct (QEMU's generic vhost-user-test-device reads all of its
+    /// config_size, for example 24 bytes, in one GET_CONFIG); the bytes past the struct read as 0.
+    /// </summary>
     public bool ReadConfig(uint offset, Span<byte> data)
     {
+        if (offset > MaxConfigSpace || (uint)data.Length > MaxConfigSpace - offset) return false;
         var cfg = Config;
         var bytes = MemoryMarshal.AsBytes(new ReadOnlySpan<VirtioGpuConfig>(in cfg));
-        if (offset > bytes.Length || (uint)data.Length > bytes.Length - offset) return false;
-        bytes.Slice((int)offset, data.Length).CopyTo(data);
+        data.Clear();
+        if (offset < bytes.Length)
+        {
+            var part = bytes[(int)offset..];
+            part[..Math.Min(part.Length, data.Length)].CopyTo(data);
+        }
         return true;
     }
 
@@ -131,17 +166,32 @@ public sealed partial class GpuDevice : IDisposable
     /// front-end negotiated (features): used when the back-end infers a guest reset, which QEMU
     /// reports only after it has already sent the new SET_FEATURES.
     /// </summary>
-    public void ResetState()
+    public void ResetState() => ResetState(unmapBlobs: true);
+
+    /// <param name="unmapBlobs">
+    /// Ask the VMM to unmap every mapped blob (fire-and-forget; a reset guest must not keep seeing
+    /// old blob memory in the region); false when the connection is gone and with it the mappings.
+    /// </param>
+    private void ResetState(bool unmapBlobs)
     {
+        DropMappings(unmapBlobs);
+        DestroyAllContexts();
         for (uint i = 0; i < _scanouts.Length; i++) DisableScanout(i);
         if (_cursor is { Visible: true } c) _display.CursorMoved(c.Scanout, c.X, c.Y, visible: false);
         _cursor = null;
         foreach (var r in _resources.Values) r.Dispose();
         _resources.Clear();
         _hostMemoryInUse = 0;
+        _hostBlobs = 0;
     }
 
-    public void Dispose() => Reset();
+    /// <summary>The connection is gone: everything is dropped; the VMM's mappings went with it, so none is unmapped.</summary>
+    public void Dispose()
+    {
+        ResetState(unmapBlobs: false);
+        _eventsRead = 0;
+        _ackedFeatures = 0;
+    }
 
     /// <summary>Executes one control-queue command.</summary>
     public GpuResponse Execute(GpuRequest request)
@@ -161,15 +211,42 @@ public sealed partial class GpuDevice : IDisposable
             VirtioGpuCtrlType.SetScanout => SetScanout(request),
             VirtioGpuCtrlType.ResourceFlush => ResourceFlush(request),
             VirtioGpuCtrlType.TransferToHost2D => TransferToHost2D(request),
-            VirtioGpuCtrlType.GetCapsetInfo => Fail(VirtioGpuCtrlType.ErrInvalidParameter, "GET_CAPSET_INFO", "capset_index out of range: this device has no capsets"),
-            VirtioGpuCtrlType.GetCapset => Fail(VirtioGpuCtrlType.ErrInvalidParameter, "GET_CAPSET", "this device has no capsets"),
+            VirtioGpuCtrlType.GetCapsetInfo => GetCapsetInfo(request),
+            VirtioGpuCtrlType.GetCapset => GetCapset(request),
             VirtioGpuCtrlType.UpdateCursor or VirtioGpuCtrlType.MoveCursor =>
                 Fail(VirtioGpuCtrlType.ErrUnspec, type.ToString(), "cursor commands belong on the cursor queue"),
+            _ when RequiredFeature(type) is { } f && (_ackedFeatures & f.Bit) == 0 =>
+                Fail(VirtioGpuCtrlType.ErrUnspec, type.ToString(), $"not supported: {f.Name} was not negotiated"),
+            VirtioGpuCtrlType.ResourceAssignUuid => AssignUuid(request),
+            VirtioGpuCtrlType.ResourceCreateBlob => CreateBlob(request),
+            VirtioGpuCtrlType.SetScanoutBlob => SetScanoutBlob(request),
+            VirtioGpuCtrlType.ResourceMapBlob => MapBlob(request),
+            VirtioGpuCtrlType.ResourceUnmapBlob => UnmapBlob(request),
+            VirtioGpuCtrlType.CtxCreate => CtxCreate(request),
+            VirtioGpuCtrlType.CtxDestroy => CtxDestroy(request),
+            VirtioGpuCtrlType.CtxAttachResource => CtxAttachResource(request),
+            VirtioGpuCtrlType.CtxDetachResource => CtxDetachResource(request),
+            VirtioGpuCtrlType.Submit3D => Submit3D(request),
+            VirtioGpuCtrlType.ResourceCreate3D or VirtioGpuCtrlType.TransferToHost3D or VirtioGpuCtrlType.TransferFromHost3D =>
+                Fail(VirtioGpuCtrlType.ErrUnspec, type.ToString(), "not supported: virgl 3D resources are not implemented (VIRGL is offered for the Linux driver's sake only)"),
             >= VirtioGpuCtrlType.GetDisplayInfo and <= VirtioGpuCtrlType.ResourceUnmapBlob =>
-                Fail(VirtioGpuCtrlType.ErrUnspec, type.ToString(), "not supported: its feature (3D, blob, UUID, context) was not offered"),
+                Fail(VirtioGpuCtrlType.ErrUnspec, type.ToString(), "not supported"),
             _ => Fail(VirtioGpuCtrlType.ErrUnspec, "request", $"unknown command type 0x{(uint)type:x}"),
         };
     }
+
+    /// <summary>The feature a command needs negotiated (null: none). Contexts need CONTEXT_INIT: no other context type exists here.</summary>
+    private static (ulong Bit, string Name)? RequiredFeature(VirtioGpuCtrlType type) => type switch
+    {
+        VirtioGpuCtrlType.ResourceAssignUuid => (VirtioGpuFeatures.ResourceUuid, "VIRTIO_GPU_F_RESOURCE_UUID"),
+        VirtioGpuCtrlType.ResourceCreateBlob or VirtioGpuCtrlType.SetScanoutBlob or
+            VirtioGpuCtrlType.ResourceMapBlob or VirtioGpuCtrlType.ResourceUnmapBlob => (VirtioGpuFeatures.ResourceBlob, "VIRTIO_GPU_F_RESOURCE_BLOB"),
+        VirtioGpuCtrlType.CtxCreate or VirtioGpuCtrlType.CtxDestroy or VirtioGpuCtrlType.CtxAttachResource or
+            VirtioGpuCtrlType.CtxDetachResource or VirtioGpuCtrlType.Submit3D => (VirtioGpuFeatures.ContextInit, "VIRTIO_GPU_F_CONTEXT_INIT"),
+        VirtioGpuCtrlType.ResourceCreate3D or VirtioGpuCtrlType.TransferToHost3D or
+            VirtioGpuCtrlType.TransferFromHost3D => (VirtioGpuFeatures.Virgl, "VIRTIO_GPU_F_VIRGL"),
+        _ => null,
+    };
 
     private GpuResponse Fail(VirtioGpuCtrlType error, string command, string detail)
     {
@@ -253,5 +330,12 @@ public sealed partial class GpuDevice : IDisposable
 /// <summary>The cursor as last set (re-sent to a new display).</summary>
 internal sealed record CursorState(uint Scanout, uint X, uint Y, uint HotX, uint HotY, byte[] Bgra, bool Visible);
 
-/// <summary>What one scanout shows.</summary>
-public readonly record struct Scanout(Resource2D? Resource, VirtioGpuRect Source);
+/// <summary>What one scanout shows: a 2D resource, or a blob seen through SET_SCANOUT_BLOB's layout.</summary>
+public readonly record struct Scanout(GpuResource? Resource, VirtioGpuRect Source)
+{
+    /// <summary>The blob's view (layout, zero-copy or gathered surface) when a blob is shown.</summary>
+    internal BlobScanout? Blob { get; init; }
+
+    /// <summary>The pixels the display reads now (null when disabled).</summary>
+    public GpuSurface? Surface => Blob is { } b ? b.Surface : (Resource as Resource2D)?.Surface;
+}

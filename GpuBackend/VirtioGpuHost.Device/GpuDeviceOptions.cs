@@ -36,6 +36,32 @@ public sealed class GpuDeviceOptions
     /// <summary>Largest number of resources alive at once.</summary>
     public int MaxResources { get; init; } = 16384;
 
+    /// <summary>
+    /// Offer VIRTIO_GPU_F_RESOURCE_BLOB, CONTEXT_INIT and RESOURCE_UUID: blob resources (guest
+    /// pages or host memfds, scanned out without copies, mappable into the host-visible region),
+    /// typed contexts with their capsets (cross-domain), and resource UUIDs.
+    /// </summary>
+    public bool Blob { get; init; }
+
+    /// <summary>
+    /// Also offer VIRTIO_GPU_F_VIRGL. No virgl command is implemented (3D resources, transfers and
+    /// virgl contexts are refused); the Linux 6.1 driver needs the bit before it allows HOST3D
+    /// blobs and CONTEXT_INIT at all.
+    /// </summary>
+    public bool VirglCompat { get; init; }
+
+    /// <summary>
+    /// Capsets to report with <see cref="Blob"/>, each with its context type; null = cross-domain
+    /// (capset 5) without a context implementation (contexts exist, SUBMIT_3D is refused).
+    /// </summary>
+    public IReadOnlyList<Capsets.ICapset>? Capsets { get; init; }
+
+    /// <summary>Largest number of HOST3D blobs alive at once (each keeps a memfd open).</summary>
+    public int MaxHostBlobs { get; init; } = 512;
+
+    /// <summary>Largest number of contexts (CTX_CREATE) alive at once.</summary>
+    public int MaxContexts { get; init; } = 64;
+
     public OutputMode ModeFor(int scanout) => Modes.Count == 0 ? new OutputMode(1280, 800) : Modes[Math.Min(scanout, Modes.Count - 1)];
 
     public void Validate()
@@ -43,5 +69,8 @@ public sealed class GpuDeviceOptions
         if (Scanouts is < 1 or > Wire.VirtioGpuLimits.MaxScanouts)
             throw new ArgumentOutOfRangeException(nameof(Scanouts), $"scanouts must be 1..{Wire.VirtioGpuLimits.MaxScanouts}, got {Scanouts}");
         if (MaxHostMemory == 0) throw new ArgumentOutOfRangeException(nameof(MaxHostMemory));
+        if (MaxContexts < 0) throw new ArgumentOutOfRangeException(nameof(MaxContexts));
+        if (VirglCompat && !Blob)
+            throw new ArgumentException("VirglCompat only makes sense with Blob: virgl itself is not implemented", nameof(VirglCompat));
     }
 }

@@ -10,13 +10,12 @@ namespace VirtioGpuHost.Device;
 /// it, kept as guest addresses and resolved in the current memory at each transfer (never
 /// as host pointers that could dangle after a memory table change).
 /// </summary>
-public sealed class Resource2D : IDisposable, IPixelSource
+public sealed class Resource2D : GpuResource, IPixelSource
 {
     private MemoryBlock? _spare;
 
-    public Resource2D(uint id, VirtioGpuFormat format, uint width, uint height, MemoryBlock memory)
+    public Resource2D(uint id, VirtioGpuFormat format, uint width, uint height, MemoryBlock memory) : base(id)
     {
-        Id = id;
         Format = format;
         Width = width;
         Height = height;
@@ -41,7 +40,6 @@ public sealed class Resource2D : IDisposable, IPixelSource
 
     private bool _disposed;
 
-    public uint Id { get; }
     public VirtioGpuFormat Format { get; }
     public uint Width { get; }
     public uint Height { get; }
@@ -54,9 +52,6 @@ public sealed class Resource2D : IDisposable, IPixelSource
     public bool HasSpare => _spare is not null;
 
     public ulong SizeBytes => (ulong)Stride * Height;
-
-    /// <summary>What this resource is charged against the guest's host-memory budget (pixels, spare, scatter list, overhead).</summary>
-    public ulong HostCharge { get; set; }
 
     private VirtioGpuMemEntry[]? _backing;
     private (IGuestMemory Memory, BackingView View)? _resolved;
@@ -114,7 +109,7 @@ public sealed class Resource2D : IDisposable, IPixelSource
         return true;
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
         lock (Sync)
         {

@@ -14,13 +14,13 @@ namespace VirtioGpuHost.TestKit;
 /// </summary>
 public sealed class DeviceRig : IDisposable
 {
-    private DeviceRig(GpuDeviceOptions options, ulong ramSize, bool eventIdx, bool indirect, ushort queueSize)
+    private DeviceRig(GpuDeviceOptions options, ulong ramSize, bool eventIdx, bool indirect, ushort queueSize, bool sharedRam)
     {
-        Ram = GuestRam.CreateLocal(ramSize);
+        Ram = sharedRam ? GuestRam.CreateShared(ramSize) : GuestRam.CreateLocal(ramSize);
         Logs = new ListLoggerProvider();
         var logger = Logs.CreateLogger("rig");
         Display = new FakeDisplay();
-        Device = new GpuDevice(options, logger, "vm-test", () => Ram.Memory) { Display = Display };
+        Device = new GpuDevice(options, logger, "vm-test", () => MemoryOverride ?? Ram.Memory) { Display = Display };
         Device.AcknowledgeFeatures(Device.OfferedFeatures);
         ControlDriverQueue = new DriverQueue(Ram, 0, queueSize);
         CursorDriverQueue = new DriverQueue(Ram, 1, 16);
@@ -34,8 +34,15 @@ public sealed class DeviceRig : IDisposable
         Driver = new GpuDriver(Ram, ControlDriverQueue, CursorDriverQueue, new InlineNotifier(this)) { UseIndirect = indirect, Timeout = TimeSpan.FromSeconds(2) };
     }
 
-    public static DeviceRig Create(GpuDeviceOptions? options = null, ulong ramSize = 32UL << 20, bool eventIdx = true, bool indirect = false, ushort queueSize = 64) =>
-        new(options ?? new GpuDeviceOptions(), ramSize, eventIdx, indirect, queueSize);
+    /// <param name="sharedRam">Guest RAM in a memfd (its region has an fd, as with a real VMM: blobs in it can be mapped).</param>
+    public static DeviceRig Create(GpuDeviceOptions? options = null, ulong ramSize = 32UL << 20, bool eventIdx = true, bool indirect = false, ushort queueSize = 64, bool sharedRam = false) =>
+        new(options ?? new GpuDeviceOptions(), ramSize, eventIdx, indirect, queueSize, sharedRam);
+
+    /// <summary>
+    /// What the device sees as guest memory instead of <see cref="Ram"/>'s snapshot (a new memory
+    /// table: the queues keep using the old one). The test owns and disposes it.
+    /// </summary>
+    public GuestMemoryMap? MemoryOverride { get; set; }
 
     public GuestRam Ram { get; }
     public GpuDevice Device { get; }

@@ -35,6 +35,9 @@ public sealed class FakeDisplay : IGpuDisplay
     public Dictionary<uint, (uint Width, uint Height, uint[] Pixels)> Consoles { get; } = new();
     public List<(uint Scanout, VirtioGpuRect Damage)> Flushes { get; } = new();
     public List<(uint Scanout, bool Enabled, VirtioGpuRect Source)> ScanoutEvents { get; } = new();
+
+    /// <summary>The surface each scanout was last given (ScanoutChanged or ScanoutFlushed); removed when disabled.</summary>
+    public Dictionary<uint, GpuSurface> Surfaces { get; } = new();
     public (uint Scanout, uint X, uint Y, uint HotX, uint HotY, byte[] Bgra)? Cursor { get; private set; }
     public (uint Scanout, uint X, uint Y, bool Visible)? CursorPosition { get; private set; }
 
@@ -65,6 +68,8 @@ public sealed class FakeDisplay : IGpuDisplay
     public void ScanoutChanged(uint scanoutId, GpuSurface? surface, VirtioGpuRect source)
     {
         ScanoutEvents.Add((scanoutId, surface is not null, source));
+        if (surface is null) Surfaces.Remove(scanoutId);
+        else Surfaces[scanoutId] = surface;
         if (surface is null) Consoles.Remove(scanoutId);
         else Consoles[scanoutId] = (source.Width, source.Height, new uint[source.Width * source.Height]);
     }
@@ -72,6 +77,7 @@ public sealed class FakeDisplay : IGpuDisplay
     public void ScanoutFlushed(uint scanoutId, GpuSurface surface, VirtioGpuRect source, VirtioGpuRect damage)
     {
         Flushes.Add((scanoutId, damage));
+        Surfaces[scanoutId] = surface;
         if (HoldSurfaceMemory) _held.Add(surface.Memory.AddRef());
         if (!Consoles.TryGetValue(scanoutId, out var c)) throw new InvalidOperationException($"flush on scanout {scanoutId} that was never set");
         if (damage.X + damage.Width > c.Width || damage.Y + damage.Height > c.Height) throw new InvalidOperationException($"damage {damage} outside scanout {c.Width}x{c.Height}");

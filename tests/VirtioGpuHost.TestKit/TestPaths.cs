@@ -11,6 +11,12 @@ public static class TestPaths
     /// <summary>The qemu-guest-e2e work directory (kernel, QEMU 10), set up by scripts/setup-deps.sh.</summary>
     public static string QemuE2EWorkDir => Environment.GetEnvironmentVariable("QE2E_WORKDIR") ?? Path.Combine(RepoRoot, ".cache", "qe2e");
 
+    /// <summary>
+    /// The qemu11-blob-shmem work directory (QEMU 11.1 from trixie-backports, the blob-test
+    /// initramfs), set up by scripts/setup-deps.sh.
+    /// </summary>
+    public static string Qemu11WorkDir => Environment.GetEnvironmentVariable("QE11_WORKDIR") ?? Path.Combine(RepoRoot, ".cache", "qe11");
+
     /// <summary>QEMU 10.0's C back-end, unpacked from bookworm-backports by the e2e setup.</summary>
     public static string CBackend10 => Path.Combine(QemuE2EWorkDir, "qemu10", "usr", "lib", "qemu", "vhost-user-gpu");
 

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using VirtioGpuHost.Device.Contexts;
 using VirtioGpuHost.Device.Wire;
 using VirtioGpuHost.Virtio;
 
@@ -6,18 +7,27 @@ namespace VirtioGpuHost.Device.Queues;
 
 /// <summary>
 /// Drives the control queue: pop → execute → respond, in order (so fences complete in
-/// order). Pauses while the display is busy, and while a command waits for the display
-/// (GET_DISPLAY_INFO / GET_EDID through QEMU), with a timeout after which the device
-/// answers from its own state. <see cref="FinishInFlight"/> answers a waiting command at
-/// once, for GET_VRING_BASE. At most <see cref="CommandsPerTurn"/> commands run before it
-/// yields to the event loop, so a guest that keeps its ring full cannot starve the
-/// vhost-user messages (or anything else) served by the same loop.
+/// order). Pauses while the display is busy, and while a command's answer is deferred: the
+/// display's (GET_DISPLAY_INFO / GET_EDID through QEMU, with a timeout after which the device
+/// answers from its own state) or the VMM's (MAP_BLOB / UNMAP_BLOB; the host-visible region
+/// has its own timeout). <see cref="FinishInFlight"/> answers a waiting command at once, for
+/// GET_VRING_BASE. At most <see cref="CommandsPerTurn"/> commands run before it yields to the
+/// event loop, so a guest that keeps its ring full cannot starve the vhost-user messages (or
+/// anything else) served by the same loop.
+/// <para>
+/// Fences a context signals later (a cross-domain POLL) do not stop the ring: such a response
+/// is held, per fence timeline (global, or (ctx_id, ring_idx) with FLAG_INFO_RING_IDX), and
+/// every later fenced response of that timeline is held behind it, so each timeline completes
+/// in order while other commands and timelines go on (chains then return out of ring order,
+/// which virtio allows without VIRTIO_F_IN_ORDER).
+/// </para>
 /// </summary>
 public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGpuScheduler scheduler, ILogger logger, TimeSpan displayTimeout)
 {
     public const int CommandsPerTurn = 64;
 
     private Pending? _pending;
+    private readonly Dictionary<FenceTimeline, Queue<Held>> _held = new();
     private bool _waitingForIdle;
     private bool _yielded;
     private bool _running;
@@ -27,6 +37,9 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
     public long Completed { get; private set; }
 
     public bool IsWaiting => _pending is not null || _waitingForIdle;
+
+    /// <summary>Fenced responses held until their context signals (or an earlier fence of their timeline does).</summary>
+    public int HeldFences => _held.Values.Sum(q => q.Count);
 
     /// <summary>Processes what is available (call on every kick).</summary>
     public void Process()
@@ -77,9 +90,15 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
                 {
                     var pending = new Pending(chain!, request!, deferred);
                     _pending = pending;
-                    pending.Timeout = scheduler.Schedule(displayTimeout, () => Resume(pending, timedOut: true));
+                    if (deferred.WaitsForDisplay)
+                        pending.Timeout = scheduler.Schedule(displayTimeout, () => Resume(pending, timedOut: true));
                     deferred.Reply.ContinueWith(_ => scheduler.Post(() => Resume(pending, timedOut: false)), TaskScheduler.Default);
                     return;
+                }
+                if (request is { Header.HasFence: true } && (response.Fence is not null || _held.ContainsKey(FenceTimeline.Of(request.Header))))
+                {
+                    Hold(chain!, request, response);
+                    continue;
                 }
                 Respond(chain!, request, response);
             }
@@ -97,17 +116,59 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
     public void Abandon()
     {
         _abandoned = true;
+        _held.Clear();
         _pending?.Timeout?.Dispose();
         _pending = null;
     }
 
-    /// <summary>Answers a command that waits for the display now, from the device's own state.</summary>
+    /// <summary>
+    /// The ring stops: answers a command that waits (display: from the device's own state; a blob
+    /// map: ERR_UNSPEC), and every held fenced response (ERR_UNSPEC for fences not signalled yet:
+    /// the guest must not wait for a ring that is gone; a late signal then finds nothing).
+    /// </summary>
     public void FinishInFlight()
     {
-        if (_pending is not { } p) return;
-        _pending = null;
-        p.Timeout?.Dispose();
-        Respond(p.Chain, p.Request, p.Deferred.Reply.IsCompletedSuccessfully ? p.Deferred.Complete() : p.Deferred.Fallback());
+        if (_pending is { } p)
+        {
+            _pending = null;
+            p.Timeout?.Dispose();
+            Respond(p.Chain, p.Request, p.Deferred.Reply.IsCompleted ? p.Deferred.Complete() : p.Deferred.Fallback());
+        }
+        int unsignalled = 0;
+        foreach (var queue in _held.Values)
+        {
+            foreach (var h in queue)
+            {
+                bool done = h.Response.Fence is not { } f || f.Signalled.IsCompleted;
+                if (!done) unsignalled++;
+                Respond(h.Chain, h.Request, done ? h.Response : GpuResponse.Error(VirtioGpuCtrlType.ErrUnspec));
+            }
+        }
+        _held.Clear();
+        if (unsignalled > 0)
+            logger.LogInformation("{Conn}: control ring stopped with {Count} fences not signalled; answered ERR_UNSPEC", device.Name, unsignalled);
+    }
+
+    private void Hold(DescriptorChain chain, GpuRequest request, GpuResponse response)
+    {
+        var timeline = FenceTimeline.Of(request.Header);
+        if (!_held.TryGetValue(timeline, out var queue)) _held[timeline] = queue = new();
+        queue.Enqueue(new Held(chain, request, response));
+        // Inline continuation: it only posts, so the release runs on the loop, never inside SignalFence.
+        response.Fence?.Signalled.ContinueWith(_ => scheduler.Post(() => Release(timeline)), CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>Answers the held responses at the front of a timeline whose fences are signalled.</summary>
+    private void Release(FenceTimeline timeline)
+    {
+        if (_abandoned || !_held.TryGetValue(timeline, out var queue)) return;
+        while (queue.TryPeek(out var h) && (h.Response.Fence is not { } f || f.Signalled.IsCompleted))
+        {
+            queue.Dequeue();
+            Respond(h.Chain, h.Request, h.Response);
+        }
+        if (queue.Count == 0) _held.Remove(timeline);
     }
 
     private void Resume(Pending p, bool timedOut)
@@ -149,6 +210,8 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
         queue.Complete(chain.Head, (uint)written);
         Completed++;
     }
+
+    private sealed record Held(DescriptorChain Chain, GpuRequest Request, GpuResponse Response);
 
     private sealed class Pending(DescriptorChain chain, GpuRequest request, DeferredResponse deferred)
     {

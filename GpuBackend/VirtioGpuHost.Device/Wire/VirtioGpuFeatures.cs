@@ -22,4 +22,6 @@ public static class VirtioGpuLimits
     public const int CursorSize = 64;
     /// <summary>Largest width or height of a 2D resource.</summary>
     public const uint MaxResourceDimension = 16384;
+    /// <summary>Fence rings per context (ring_idx 0..63 with FLAG_INFO_RING_IDX).</summary>
+    public const int MaxRings = 64;
 }

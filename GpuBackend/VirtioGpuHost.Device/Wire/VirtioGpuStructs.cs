@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace VirtioGpuHost.Device.Wire;
@@ -188,4 +189,130 @@ public static class VirtioGpuResponseSizes
     public const int DisplayInfo = VirtioGpuCtrlHeader.Size + VirtioGpuLimits.MaxScanouts * 24; // 408
     public const int Edid = VirtioGpuCtrlHeader.Size + 8 + EdidBytes; // 1056
     public const int EdidBytes = 1024;
+}
+
+// ---- blob, context, capset and UUID commands (virtio 1.2+ §5.7.6.8-11) ----
+
+/// <summary>RESOURCE_CREATE_BLOB header (56 bytes), followed by nr_entries mem entries.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioGpuResourceCreateBlob
+{
+    public const uint MemGuest = 1;
+    public const uint MemHost3D = 2;
+    public const uint MemHost3DGuest = 3;
+
+    public const uint FlagUseMappable = 1;
+    public const uint FlagUseShareable = 2;
+    public const uint FlagUseCrossDevice = 4;
+    public const uint KnownFlags = FlagUseMappable | FlagUseShareable | FlagUseCrossDevice;
+
+    public VirtioGpuCtrlHeader Header;
+    public uint ResourceId;
+    public uint BlobMem;
+    public uint BlobFlags;
+    public uint NrEntries;
+    public ulong BlobId;
+    public ulong Size;
+}
+
+/// <summary>SET_SCANOUT_BLOB (96 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioGpuSetScanoutBlob
+{
+    public VirtioGpuCtrlHeader Header;
+    public VirtioGpuRect Rect;
+    public uint ScanoutId;
+    public uint ResourceId;
+    public uint Width;
+    public uint Height;
+    public VirtioGpuFormat Format;
+    public uint Padding;
+    public FourU32 Strides;
+    public FourU32 Offsets;
+}
+
+/// <summary>CTX_CREATE (96 bytes); the context id is hdr.ctx_id.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioGpuCtxCreate
+{
+    public const int MaxDebugName = 64;
+    /// <summary>context_init bits 0-7: the capset id of the context type.</summary>
+    public const uint CapsetIdMask = 0xFF;
+
+    public VirtioGpuCtrlHeader Header;
+    public uint NameLength;
+    public uint ContextInit;
+    public DebugNameBytes DebugName;
+}
+
+/// <summary>CTX_ATTACH_RESOURCE / CTX_DETACH_RESOURCE (32 bytes); the context id is hdr.ctx_id.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioGpuCtxResource
+{
+    public VirtioGpuCtrlHeader Header;
+    public uint ResourceId;
+    public uint Padding;
+}
+
+/// <summary>SUBMIT_3D header (32 bytes), followed by size bytes of the context's command stream.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioGpuSubmit3D
+{
+    public VirtioGpuCtrlHeader Header;
+    public uint Size;
+    public uint Padding;
+}
+
+/// <summary>RESOURCE_MAP_BLOB (40 bytes): offset is into the host-visible region.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioGpuResourceMapBlob
+{
+    public VirtioGpuCtrlHeader Header;
+    public uint ResourceId;
+    public uint Padding;
+    public ulong Offset;
+}
+
+/// <summary>Body of OK_CAPSET_INFO (16 bytes after the header).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioGpuCapsetInfo
+{
+    public uint CapsetId;
+    public uint CapsetMaxVersion;
+    public uint CapsetMaxSize;
+    public uint Padding;
+}
+
+/// <summary>map_info values of OK_MAP_INFO (only the cache nibble is sent).</summary>
+public static class VirtioGpuMapInfo
+{
+    public const uint CacheMask = 0x0F;
+    public const uint CacheNone = 0;
+    public const uint CacheCached = 1;
+    public const uint CacheUncached = 2;
+    public const uint CacheWc = 3;
+}
+
+/// <summary>Capset ids (virtio 1.2+ §5.7.6.7 and rutabaga's list).</summary>
+public static class VirtioGpuCapsetId
+{
+    public const uint Virgl = 1;
+    public const uint Virgl2 = 2;
+    public const uint Gfxstream = 3;
+    public const uint Venus = 4;
+    public const uint CrossDomain = 5;
+}
+
+/// <summary>Four u32 (SET_SCANOUT_BLOB's strides and offsets, one per plane).</summary>
+[InlineArray(4)]
+public struct FourU32
+{
+    private uint _element0;
+}
+
+/// <summary>CTX_CREATE's debug_name (64 bytes, not NUL-terminated when full).</summary>
+[InlineArray(VirtioGpuCtxCreate.MaxDebugName)]
+public struct DebugNameBytes
+{
+    private byte _element0;
 }

@@ -58,6 +58,12 @@ public interface IVhostUserDevice
 
     /// <summary>GET_SHMEM_CONFIG: sizes of shared memory regions by shmid (empty when none).</summary>
     IReadOnlyDictionary<byte, ulong> SharedMemoryRegions { get; }
+
+    /// <summary>
+    /// The back-end channel appeared (SET_BACKEND_REQ_FD), was replaced, or is gone (null: it
+    /// failed or closed; the connection goes on without one).
+    /// </summary>
+    void BackendChannelChanged(BackendChannel? channel) { }
 }
 
 /// <summary>What the back-end handler offers the device.</summary>

@@ -50,6 +50,9 @@ public sealed partial class VhostUserBackendConnection
     {
         _log.LogInformation("{Conn}: device reset", ConnectionName);
         _device.Reset();
+        // Mappings the device asked for before the reset are no longer its: fail what is in
+        // flight (a late successful SHMEM_MAP is undone when its reply comes).
+        _backendChannel?.AbandonPending("device reset");
         for (int i = 0; i < _queues.Length; i++)
         {
             _kickWatches[i].Dispose();
@@ -102,11 +105,16 @@ public sealed partial class VhostUserBackendConnection
     {
         if (!Expect(msg, SingleMemoryRegion.Size, 1)) return false;
         var d = SingleMemoryRegion.Read(msg.Payload);
+        // QEMU 11.1 feeds every SHMEM mapping back as one more region, beyond GET_MAX_MEM_SLOTS
+        // (recipes/qemu11-blob-shmem): accept up to MaxMemRegions, refuse past that.
+        if (_memory.Regions.Count >= MaxMemRegions)
+            return Refuse(msg, $"all {MaxMemRegions} memory regions are in use ({MaxMemSlots} slots + {ExtraMemRegions} for shared-memory mappings)");
         var region = MapRegion(msg, d, msg.Fds.Take(0));
         if (region is null) return false;
         try
         {
-            if (_memory.Regions.Count >= MaxMemSlots) return Refuse(msg, $"all {MaxMemSlots} memory slots are in use");
+            if (_memory.Regions.Count >= MaxMemSlots)
+                _log.LogDebug("{Conn}: ADD_MEM_REG beyond the {Slots} slots reported (a shared-memory mapping fed back by the front-end)", ConnectionName, MaxMemSlots);
             var map = _memory.With(region);
             PublishMemory(map);
             _log.LogInformation("{Conn}: added memory region {Region}", ConnectionName, d);
@@ -400,9 +408,26 @@ public sealed partial class VhostUserBackendConnection
             fd.Dispose();
             return Refuse(msg, $"the fd is not a usable socket: {e.Message}");
         }
-        _backendChannel?.Dispose();
+        // Asynchronous from now on: SHMEM_MAP/UNMAP replies arrive on the loop while the main
+        // socket and the rings keep being served.
+        channel.ReplyTimeout = BackendReplyTimeout;
+        channel.Attach(Loop, _log, ConnectionName);
+        channel.Closed += OnBackendChannelClosed;
+        var old = _backendChannel;
         _backendChannel = channel;
+        old?.Dispose(); // its pending requests fail
+        _device.BackendChannelChanged(channel);
         return true;
+    }
+
+    /// <summary>The back-end channel failed by itself (error, EOF, protocol violation): drop it, the connection goes on.</summary>
+    private void OnBackendChannelClosed(BackendChannel channel)
+    {
+        if (_backendChannel != channel) return;
+        _backendChannel = null;
+        channel.Dispose();
+        _log.LogWarning("{Conn}: continuing without a back-end channel", ConnectionName);
+        _device.BackendChannelChanged(null);
     }
 
     // ---- config space ----

@@ -33,6 +33,17 @@ public sealed partial class VhostUserBackendConnection : IVhostUserBackendServic
     /// <summary>GET_MAX_MEM_SLOTS answer (libvhost-user's value).</summary>
     public const int MaxMemSlots = 509;
 
+    /// <summary>
+    /// Regions accepted beyond <see cref="MaxMemSlots"/>: QEMU 11.1 sends one ADD_MEM_REG per
+    /// SHMEM_MAP mapping (its gpa inside the shared-memory BAR, our own memfd) and does not count
+    /// them against GET_MAX_MEM_SLOTS; refusing them only makes QEMU log
+    /// `vhost_set_mem_table failed` and retry. Every field is still validated.
+    /// </summary>
+    public const int ExtraMemRegions = 1024;
+
+    /// <summary>The hard cap on regions in the memory table (ADD_MEM_REG past it is refused).</summary>
+    public const int MaxMemRegions = MaxMemSlots + ExtraMemRegions;
+
     private readonly FramedSocket _socket;
     private readonly IVhostUserDevice _device;
     private readonly ILogger _log;
@@ -46,6 +57,9 @@ public sealed partial class VhostUserBackendConnection : IVhostUserBackendServic
 
     /// <summary>How long a reply may wait for a front-end that does not read before the connection is dropped.</summary>
     public static readonly TimeSpan DefaultSendTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a back-end channel request (SHMEM_MAP/UNMAP) waits for its reply.</summary>
+    public TimeSpan BackendReplyTimeout { get; init; } = BackendChannel.DefaultReplyTimeout;
 
     /// <param name="sendTimeout">How long a reply may wait for the front-end to read (default <see cref="DefaultSendTimeout"/>).</param>
     public VhostUserBackendConnection(FdHandle socket, IVhostUserDevice device, ILogger logger, string connectionName, TimeSpan? sendTimeout = null)

@@ -28,11 +28,11 @@ public class BufferSwapTests
         using var _ = rig;
         rig.Display.HoldSurfaceMemory = true;
         rig.Driver.Flush(1, new VirtioGpuRect(0, 0, 64, 32)); // the display now reads the front buffer
-        var held = rig.Device.Resources[1].Memory;
+        var held = rig.Device.Res2D(1).Memory;
         fb.Fill((x, y) => 0xFF00BB00);
         Assert.Equal(VirtioGpuCtrlType.OkNoData, rig.Driver.TransferToHost2D(1, new VirtioGpuRect(0, 0, 64, 32), 0).Type);
         Assert.Equal(1, rig.Device.BufferSwaps);
-        var res = rig.Device.Resources[1];
+        var res = rig.Device.Res2D(1);
         Assert.NotSame(held, res.Memory);
         Assert.Equal(0xFF0000AAu, BitConverter.ToUInt32(held.AsSpan(0, 4)));     // what the display reads: untouched
         Assert.Equal(0xFF00BB00u, BitConverter.ToUInt32(res.Memory.AsSpan(0, 4))); // the new pixels
@@ -63,11 +63,11 @@ public class BufferSwapTests
     {
         var (rig, fb) = Setup();
         using var _ = rig;
-        var front = rig.Device.Resources[1].Memory;
+        var front = rig.Device.Res2D(1).Memory;
         fb.Fill((x, y) => 0xFF123456);
         rig.Driver.TransferToHost2D(1, new VirtioGpuRect(0, 0, 64, 32), 0);
         Assert.Equal(0, rig.Device.BufferSwaps);
-        Assert.Same(front, rig.Device.Resources[1].Memory);
+        Assert.Same(front, rig.Device.Res2D(1).Memory);
     }
 
     [Fact]

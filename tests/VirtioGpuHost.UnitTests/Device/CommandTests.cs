@@ -46,7 +46,7 @@ public class CommandTests
         var reply = rig.Driver.Submit(Command(type), responseBytes: 64).Is(VirtioGpuCtrlType.ErrUnspec);
         Assert.Equal(24u, reply.Written);
         Assert.True(rig.Device.Resources.ContainsKey(1));
-        Assert.NotNull(rig.Device.Resources[1].Backing);
+        Assert.NotNull(rig.Device.Res2D(1).Backing);
         Assert.Equal(events, rig.Display.ScanoutEvents.Count);
         rig.AssertOneGuestError(type.ToString(), "not supported");
     }
@@ -218,8 +218,9 @@ public class CommandTests
     {
         var sb = new System.Text.StringBuilder();
         sb.Append($"mem={rig.Device.HostMemoryInUse};");
-        foreach (var (id, r) in rig.Device.Resources.OrderBy(kv => kv.Key))
+        foreach (var (id, any) in rig.Device.Resources.OrderBy(kv => kv.Key))
         {
+            var r = (Resource2D)any;
             sb.Append($"res {id} {r.Format} {r.Width}x{r.Height} backing=");
             sb.Append(r.Backing is null ? "none" : string.Join(",", r.Backing.Select(e => $"{e.Address:x}+{e.Length}")));
             sb.Append($" pixels={Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(rig.HostBytes(id)))};");

@@ -44,13 +44,27 @@ public class ConfigAndResetTests
         Assert.True(rig.Device.ReadConfig(16, Array.Empty<byte>()));
     }
 
+    [Fact]
+    public void ReadConfig_LargerConfigSpaceThanTheStruct_TailReadsAsZero()
+    {
+        // QEMU's generic vhost-user-test-device reads its whole config_size (24) in one GET_CONFIG.
+        using var rig = DeviceRig.Create(new GpuDeviceOptions { Scanouts = 3 });
+        var all = Enumerable.Repeat((byte)0xAA, 24).ToArray();
+        Assert.True(rig.Device.ReadConfig(0, all));
+        Assert.Equal(3u, BinaryPrimitives.ReadUInt32LittleEndian(all.AsSpan(8)));
+        Assert.All(all[16..], b => Assert.Equal(0, b));
+        var tail = new byte[] { 1, 2, 3 };
+        Assert.True(rig.Device.ReadConfig(14, tail));
+        Assert.Equal(new byte[] { 0, 0, 0 }, tail);
+    }
+
     [Theory]
-    [InlineData(13u, 4)]
-    [InlineData(16u, 1)]
-    [InlineData(17u, 0)]
-    [InlineData(0u, 17)]
+    [InlineData(253u, 4)]
+    [InlineData(256u, 1)]
+    [InlineData(257u, 0)]
+    [InlineData(0u, 257)]
     [InlineData(uint.MaxValue, 4)]
-    public void ReadConfig_PastTheEnd_False(uint offset, int length)
+    public void ReadConfig_PastTheLargestConfigSpace_False(uint offset, int length)
     {
         using var rig = DeviceRig.Create();
         Assert.False(rig.Device.ReadConfig(offset, new byte[length]));

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using VirtioGpuHost.Device;
 using VirtioGpuHost.Device.Wire;
 using VirtioGpuHost.FrontEnd;
 using VirtioGpuHost.GuestMemory;
@@ -59,10 +60,13 @@ internal static class DeviceTestHelpers
         return fb;
     }
 
+    /// <summary>A 2D resource of the device (tests of 2D behaviour).</summary>
+    public static Resource2D Res2D(this GpuDevice device, uint id) => (Resource2D)device.Resources[id];
+
     /// <summary>A copy of the resource's host pixels (what transfers wrote).</summary>
     public static byte[] HostBytes(this DeviceRig rig, uint id)
     {
-        var res = rig.Device.Resources[id];
+        var res = rig.Device.Res2D(id);
         return res.Memory.AsSpan(0, checked((int)res.SizeBytes)).ToArray();
     }
 

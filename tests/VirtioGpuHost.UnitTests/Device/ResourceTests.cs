@@ -32,7 +32,7 @@ public class ResourceTests
         using var rig = DeviceRig.Create();
         var reply = rig.Driver.CreateResource2D(7, format, 33, 17).Is(VirtioGpuCtrlType.OkNoData);
         Assert.Equal(24u, reply.Written);
-        var res = rig.Device.Resources[7];
+        var res = rig.Device.Res2D(7);
         Assert.Equal((format, 33u, 17u, 33u * 4), (res.Format, res.Width, res.Height, res.Stride));
         Assert.Null(res.Backing);
         Assert.Equal(Charge(33, 17), rig.Device.HostMemoryInUse);
@@ -66,7 +66,7 @@ public class ResourceTests
         using var rig = DeviceRig.Create();
         rig.Driver.CreateResource2D(5, VirtioGpuFormat.B8G8R8X8Unorm, 8, 8).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.CreateResource2D(5, VirtioGpuFormat.R8G8B8A8Unorm, 16, 16).Is(VirtioGpuCtrlType.ErrInvalidResourceId);
-        var res = rig.Device.Resources[5];
+        var res = rig.Device.Res2D(5);
         Assert.Equal((VirtioGpuFormat.B8G8R8X8Unorm, 8u, 8u), (res.Format, res.Width, res.Height));
         Assert.Equal(Charge(8, 8), rig.Device.HostMemoryInUse);
         rig.AssertOneGuestError("RESOURCE_CREATE_2D", "resource_id 5", "already exists");
@@ -164,7 +164,7 @@ public class ResourceTests
     {
         using var rig = DeviceRig.Create();
         rig.Driver.Submit([.. CreateCommand(1, VirtioGpuFormat.B8G8R8X8Unorm, 8, 8), .. new byte[100]]).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Equal(8u, rig.Device.Resources[1].Width);
+        Assert.Equal(8u, rig.Device.Res2D(1).Width);
     }
 
     [Theory]
@@ -213,7 +213,7 @@ public class ResourceTests
         rig.AssertNoWarnings();
         // The id may be reused.
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.R8G8B8A8Unorm, 2, 2).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Null(rig.Device.Resources[1].Backing);
+        Assert.Null(rig.Device.Res2D(1).Backing);
     }
 
     [Theory]
@@ -263,10 +263,10 @@ public class ResourceTests
         var fb = FrameBuffer.Allocate(rig.Ram, 40, 30, VirtioGpuFormat.B8G8R8X8Unorm, scattered);
         rig.Driver.CreateResource2D(1, fb.Format, fb.Width, fb.Height).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.AttachBacking(1, fb.Entries, secondBuffer).Is(VirtioGpuCtrlType.OkNoData);
-        var backing = rig.Device.Resources[1].Backing;
+        var backing = rig.Device.Res2D(1).Backing;
         Assert.NotNull(backing);
         Assert.Equal(fb.Entries.Select(e => (e.Address.Value, e.Length)), backing.Select(e => (e.Address, e.Length)));
-        Assert.Equal(fb.Length, rig.Device.Resources[1].BackingLength);
+        Assert.Equal(fb.Length, rig.Device.Res2D(1).BackingLength);
         if (scattered) Assert.True(backing.Length > 1);
         rig.AssertNoWarnings();
     }
@@ -285,7 +285,7 @@ public class ResourceTests
         var buf = rig.Ram.Allocator.Allocate((ulong)rest.Length);
         rest.CopyTo(rig.Ram.Span(buf, rest.Length));
         rig.Driver.Submit(first, extraReadable: [new GuestBuffer(buf, (uint)rest.Length)]).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Equal(fb.Entries.Select(e => e.Address.Value), rig.Device.Resources[1].Backing!.Select(e => e.Address));
+        Assert.Equal(fb.Entries.Select(e => e.Address.Value), rig.Device.Res2D(1).Backing!.Select(e => e.Address));
     }
 
     [Fact]
@@ -297,8 +297,8 @@ public class ResourceTests
         var list = new List<GuestBuffer>();
         for (int i = 0; i < 16384; i++) list.Add(new GuestBuffer(new GuestAddress(page.Value + (ulong)i * 4), 4));
         rig.Driver.AttachBacking(1, list).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Equal(16384, rig.Device.Resources[1].Backing!.Length);
-        Assert.Equal(16384UL * 4, rig.Device.Resources[1].BackingLength);
+        Assert.Equal(16384, rig.Device.Res2D(1).Backing!.Length);
+        Assert.Equal(16384UL * 4, rig.Device.Res2D(1).BackingLength);
     }
 
     [Fact]
@@ -308,7 +308,7 @@ public class ResourceTests
         var fb = rig.NewFrameBuffer(1, 16, 16);
         var other = FrameBuffer.Allocate(rig.Ram, 16, 16, VirtioGpuFormat.B8G8R8X8Unorm, scattered: false);
         rig.Driver.AttachBacking(1, other.Entries).Is(VirtioGpuCtrlType.ErrUnspec);
-        Assert.Equal(fb.Entries[0].Address.Value, rig.Device.Resources[1].Backing![0].Address);
+        Assert.Equal(fb.Entries[0].Address.Value, rig.Device.Res2D(1).Backing![0].Address);
         rig.AssertOneGuestError("RESOURCE_ATTACH_BACKING", "resource_id 1", "already has backing");
     }
 
@@ -321,7 +321,7 @@ public class ResourceTests
         using var rig = DeviceRig.Create();
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.B8G8R8X8Unorm, 16, 16).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.Submit([.. AttachHeader(1, nrEntries), .. Entry(0x10000, 1024)]).Is(VirtioGpuCtrlType.ErrInvalidParameter);
-        Assert.Null(rig.Device.Resources[1].Backing);
+        Assert.Null(rig.Device.Res2D(1).Backing);
         rig.AssertOneGuestError("RESOURCE_ATTACH_BACKING", $"nr_entries {nrEntries}");
     }
 
@@ -341,7 +341,7 @@ public class ResourceTests
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.B8G8R8X8Unorm, 16, 16).Is(VirtioGpuCtrlType.OkNoData);
         var good = rig.Ram.Allocator.Allocate(4096);
         rig.Driver.AttachBacking(1, [new GuestBuffer(good, 512), new GuestBuffer(new GuestAddress(address), length)]).Is(VirtioGpuCtrlType.ErrInvalidParameter);
-        Assert.Null(rig.Device.Resources[1].Backing);
+        Assert.Null(rig.Device.Res2D(1).Backing);
         rig.AssertOneGuestError("RESOURCE_ATTACH_BACKING", "resource_id 1", "entry 1", $"0x{address:x}");
     }
 
@@ -352,7 +352,7 @@ public class ResourceTests
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.B8G8R8X8Unorm, 16, 16).Is(VirtioGpuCtrlType.OkNoData);
         var page = rig.Ram.Allocator.Allocate(1024);
         rig.Driver.AttachBacking(1, [new GuestBuffer(new GuestAddress(ulong.MaxValue), 0), new GuestBuffer(page, 1024)]).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Equal(1024UL, rig.Device.Resources[1].BackingLength);
+        Assert.Equal(1024UL, rig.Device.Res2D(1).BackingLength);
     }
 
     [Theory]
@@ -366,7 +366,7 @@ public class ResourceTests
         var page = rig.Ram.Allocator.Allocate(4096);
         var cmd = AttachHeader(1, (uint)declared).Concat(Enumerable.Range(0, sent).SelectMany(i => Entry(page.Value + (ulong)i * 256, 256))).ToArray();
         rig.Driver.Submit(cmd).Is(VirtioGpuCtrlType.ErrUnspec);
-        Assert.Null(rig.Device.Resources[1].Backing);
+        Assert.Null(rig.Device.Res2D(1).Backing);
         rig.AssertOneGuestError("RESOURCE_ATTACH_BACKING", $"{32 + 16 * sent} bytes", $"{32 + 16 * declared} bytes");
     }
 
@@ -385,7 +385,7 @@ public class ResourceTests
         using var rig = DeviceRig.Create();
         rig.Driver.CreateResource2D(1, VirtioGpuFormat.B8G8R8X8Unorm, 16, 16).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.Submit(AttachHeader(1, 0)[..30]).Is(VirtioGpuCtrlType.ErrUnspec);
-        Assert.Null(rig.Device.Resources[1].Backing);
+        Assert.Null(rig.Device.Res2D(1).Backing);
         rig.AssertOneGuestError("RESOURCE_ATTACH_BACKING", "30 bytes");
     }
 
@@ -399,8 +399,8 @@ public class ResourceTests
         using var rig = DeviceRig.Create();
         var fb = rig.NewFrameBuffer(1, 16, 16);
         Detach(rig, 1).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Null(rig.Device.Resources[1].Backing);
-        Assert.Equal(0UL, rig.Device.Resources[1].BackingLength);
+        Assert.Null(rig.Device.Res2D(1).Backing);
+        Assert.Equal(0UL, rig.Device.Res2D(1).BackingLength);
         // Transfers now fail: there is nothing to copy from.
         rig.Driver.TransferToHost2D(1, new VirtioGpuRect(0, 0, 16, 16), 0).Is(VirtioGpuCtrlType.ErrUnspec);
         rig.Driver.AttachBacking(1, fb.Entries).Is(VirtioGpuCtrlType.OkNoData);
@@ -432,7 +432,7 @@ public class ResourceTests
         using var rig = DeviceRig.Create();
         rig.NewFrameBuffer(1, 16, 16);
         rig.Driver.Submit(Bytes(new VirtioGpuResourceRef { Header = Header(VirtioGpuCtrlType.ResourceDetachBacking), ResourceId = 1 })[..24]).Is(VirtioGpuCtrlType.ErrUnspec);
-        Assert.NotNull(rig.Device.Resources[1].Backing);
+        Assert.NotNull(rig.Device.Res2D(1).Backing);
         rig.AssertOneGuestError("RESOURCE_DETACH_BACKING", "24 bytes");
     }
 

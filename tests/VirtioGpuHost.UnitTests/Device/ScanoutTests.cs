@@ -32,7 +32,7 @@ public class ScanoutTests
         Assert.Equal([(0u, full)], rig.Display.Flushes);
         Assert.Equal(ExpectedConsole(full, Colour), rig.Display.Console(0));
         var s = rig.Device.GetScanout(0);
-        Assert.Same(rig.Device.Resources[1], s.Resource);
+        Assert.Same(rig.Device.Res2D(1), s.Resource);
         Assert.Equal(full, s.Source);
         rig.AssertNoWarnings();
     }
@@ -251,7 +251,7 @@ public class ScanoutTests
         Assert.Equal([(0u, false, default(VirtioGpuRect)), (1u, false, default(VirtioGpuRect))], rig.Display.ScanoutEvents);
         Assert.Null(rig.Device.GetScanout(0).Resource);
         Assert.Null(rig.Device.GetScanout(1).Resource);
-        Assert.Same(rig.Device.Resources[2], rig.Device.GetScanout(2).Resource);
+        Assert.Same(rig.Device.Res2D(2), rig.Device.GetScanout(2).Resource);
         Assert.Equal(ResourceTests.Charge(8, 8) + GpuDevice.BackingEntryCostBytes, rig.Device.HostMemoryInUse); // NewFrameBuffer attaches one entry
     }
 
@@ -265,7 +265,7 @@ public class ScanoutTests
         Transfer(rig, fb2, 2, new VirtioGpuRect(0, 0, 16, 16)).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.SetScanout(0, 1, new VirtioGpuRect(0, 0, 16, 16)).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.SetScanout(0, 2, new VirtioGpuRect(0, 0, 16, 16)).Is(VirtioGpuCtrlType.OkNoData);
-        Assert.Same(rig.Device.Resources[2], rig.Device.GetScanout(0).Resource);
+        Assert.Same(rig.Device.Res2D(2), rig.Device.GetScanout(0).Resource);
         Assert.All(rig.Display.Console(0), p => Assert.Equal(0xFF445566u, p));
         // Flushing the old resource no longer reaches scanout 0.
         rig.Display.Flushes.Clear();
@@ -286,7 +286,7 @@ public class ScanoutTests
         for (uint s = 0; s < 16; s++)
         {
             Assert.Equal(ExpectedConsole(new VirtioGpuRect(s % 8, 0, 8, 8), Colour), rig.Display.Console(s));
-            Assert.Same(rig.Device.Resources[1], rig.Device.GetScanout(s).Resource);
+            Assert.Same(rig.Device.Res2D(1), rig.Device.GetScanout(s).Resource);
         }
         rig.Driver.SetScanout(16, 1, new VirtioGpuRect(0, 0, 8, 8)).Is(VirtioGpuCtrlType.ErrInvalidScanoutId);
         rig.AssertOneGuestError("SET_SCANOUT", "scanout_id 16");
@@ -353,7 +353,7 @@ public class ScanoutTests
         using var _ = rig;
         rig.Driver.SetScanout(0, 1, new VirtioGpuRect(0, 0, 16, 16)).Is(VirtioGpuCtrlType.OkNoData);
         rig.Driver.SetScanout(0, 9, new VirtioGpuRect(0, 0, 16, 16)).Is(VirtioGpuCtrlType.ErrInvalidResourceId);
-        Assert.Same(rig.Device.Resources[1], rig.Device.GetScanout(0).Resource);
+        Assert.Same(rig.Device.Res2D(1), rig.Device.GetScanout(0).Resource);
         rig.AssertOneGuestError("SET_SCANOUT", "resource_id 9");
     }
 

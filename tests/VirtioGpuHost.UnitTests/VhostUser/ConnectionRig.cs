@@ -23,14 +23,17 @@ internal sealed class ConnectionRig : IDisposable
     private readonly ManualResetEventSlim _ended = new();
     private Exception? _failure;
 
-    private ConnectionRig(Func<ILoggerFactory, string, IVhostUserDevice> makeDevice)
+    private ConnectionRig(Func<ILoggerFactory, string, IVhostUserDevice> makeDevice, TimeSpan? backendReplyTimeout = null)
     {
         Name = $"rig{Interlocked.Increment(ref s_count)}";
         Logs = new ListLoggerProvider();
         _loggers = LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug));
         Device = makeDevice(_loggers, Name);
         var (front, back) = UnixSocket.CreatePair();
-        Connection = new VhostUserBackendConnection(back, Device, _loggers.CreateLogger("VirtioGpuHost.VhostUser"), Name);
+        Connection = new VhostUserBackendConnection(back, Device, _loggers.CreateLogger("VirtioGpuHost.VhostUser"), Name)
+        {
+            BackendReplyTimeout = backendReplyTimeout ?? BackendChannel.DefaultReplyTimeout,
+        };
         FrontEnd = new VhostUserFrontEnd(front, TimeSpan.FromSeconds(10));
         _thread = new Thread(() =>
         {
@@ -44,6 +47,11 @@ internal sealed class ConnectionRig : IDisposable
     /// <summary>A connection serving the real vhost-user-gpu device.</summary>
     public static ConnectionRig StartGpu(GpuDeviceOptions? options = null) =>
         new((loggers, _) => new VhostUserGpuDevice(options ?? new GpuDeviceOptions(), loggers.CreateLogger("VirtioGpuHost.Gpu")));
+
+    /// <summary>A connection serving the real device with a host-visible region of <paramref name="hostVisibleSize"/> bytes.</summary>
+    public static ConnectionRig StartGpuWithHostVisible(ulong hostVisibleSize, TimeSpan? backendReplyTimeout = null, GpuDeviceOptions? options = null) =>
+        new((loggers, _) => new VhostUserGpuDevice(options ?? new GpuDeviceOptions(), loggers.CreateLogger("VirtioGpuHost.Gpu"), hostVisibleSize: hostVisibleSize),
+            backendReplyTimeout);
 
     /// <summary>A connection serving a test device.</summary>
     public static ConnectionRig Start(IVhostUserDevice device) => new((_, _) => device);

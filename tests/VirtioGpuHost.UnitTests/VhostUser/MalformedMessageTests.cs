@@ -207,7 +207,7 @@ public class MalformedMessageTests
         { 0, 300, 300 },  // larger than QEMU's 256-byte cap
         { 0, 16, 8 },     // header size does not match the payload
         { 0, 8, 16 },
-        { 12, 8, 8 },     // past the 16-byte config space
+        { 252, 8, 8 },    // past the largest (256-byte) config space
         { 0xFFFFFFF0, 16, 16 },
     };
 

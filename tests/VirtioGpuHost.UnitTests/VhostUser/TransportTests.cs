@@ -198,7 +198,7 @@ public class TransportTests
         var (mine, theirs) = UnixSocket.CreatePair();
         using var server = new BackendChannelServer(mine, replyAck: true);
         using var channel = new BackendChannel(theirs, replyAck: true);
-        // The reference front-end implements no back-end request yet: it answers failure (1).
+        // Without a host-visible region the reference front-end refuses SHMEM requests: failure (1).
         Assert.Equal(1UL, channel.Request(VhostUserBackendRequest.ShmemUnmap, new byte[ShmemMapRequest.Size]));
         lock (server.Received) Assert.Equal((VhostUserBackendRequest.ShmemUnmap, ShmemMapRequest.Size), server.Received.Single());
     }
