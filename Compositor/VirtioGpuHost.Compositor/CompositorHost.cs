@@ -117,6 +117,17 @@ public sealed class CompositorHost : IDisposable
     /// <summary>Whether <paramref name="vm"/> has a front-end connected now.</summary>
     public bool IsConnected(string vm) => Store.IsConnected(vm);
 
+    /// <summary>
+    /// Bytes <paramref name="vm"/>'s devices copied on the way from guest pixels to what the
+    /// compositor reads (2D transfers, gathers of scattered blobs; zero-copy blob scanouts add
+    /// nothing), over all its connections so far, and the blobs mapped into its host-visible
+    /// region now.
+    /// </summary>
+    public (ulong BytesCopied, int MappedBlobs) ScanoutStats(string vm)
+    {
+        lock (_lock) return _vms.TryGetValue(vm, out var e) ? e.Stats() : default;
+    }
+
     /// <summary>Connections <paramref name="vm"/>'s socket has served so far.</summary>
     public int ConnectionsServed(string vm)
     {
@@ -141,7 +152,8 @@ public sealed class CompositorHost : IDisposable
                 ? new OutputMode(1024, 768)
                 : new OutputMode((uint)content.Width, (uint)content.Height, (uint)(output?.RefreshHz ?? 60));
         }
-        return new GpuDeviceOptions { Scanouts = scanouts, Modes = modes };
+        var device = vm.DeviceOrDefault;
+        return new GpuDeviceOptions { Scanouts = scanouts, Modes = modes, Blob = device.Blob, VirglCompat = device.Blob && device.VirglCompat };
     }
 
     private void SyncVms(LayoutConfig layout)
@@ -160,6 +172,7 @@ public sealed class CompositorHost : IDisposable
             if (_vms.TryGetValue(vm.Name, out var existing))
             {
                 existing.Server.Options = options;
+                existing.Server.HostVisibleSize = HostVisibleBytes(vm);
                 continue;
             }
             _vms[vm.Name] = new VmEndpoint(vm, options, Store, _loggers, _log);
@@ -180,6 +193,9 @@ public sealed class CompositorHost : IDisposable
     }
 
     /// <summary>One VM's socket: a back-end server whose devices present to the compositor.</summary>
+    /// <summary>The host-visible region a VM's new connections get (bytes; 0 = none).</summary>
+    public static ulong HostVisibleBytes(VmConfig vm) => vm.DeviceOrDefault is { Blob: true } d ? (ulong)d.HostVisibleMiB << 20 : 0;
+
     private sealed class VmEndpoint : IDisposable
     {
         private readonly CancellationTokenSource _cancel = new();
@@ -194,13 +210,14 @@ public sealed class CompositorHost : IDisposable
                 var display = new CompositorDisplay(vm.Name, store);
                 lock (_displays) _displays[device] = display;
                 return display;
-            });
+            }) { HostVisibleSize = HostVisibleBytes(vm) };
             Server.DeviceClosed += device =>
             {
                 CompositorDisplay? display;
                 lock (_displays)
                 {
                     if (!_displays.Remove(device.Gpu, out display)) return;
+                    _closedBytesCopied += device.Gpu.ScanoutBytesCopied;
                 }
                 display.Disconnected();
             };
@@ -228,6 +245,24 @@ public sealed class CompositorHost : IDisposable
 
         public string Socket { get; }
         public GpuBackendServer Server { get; }
+
+        private ulong _closedBytesCopied;
+
+        /// <summary>Counters read from the device threads' fields (64-bit reads, a moment's staleness is fine).</summary>
+        public (ulong BytesCopied, int MappedBlobs) Stats()
+        {
+            lock (_displays)
+            {
+                ulong copied = _closedBytesCopied;
+                int mapped = 0;
+                foreach (var d in _displays.Keys)
+                {
+                    copied += d.ScanoutBytesCopied;
+                    mapped += d.MappedBlobs;
+                }
+                return (copied, mapped);
+            }
+        }
         public Exception? Failure { get; }
 
         public void Dispose()
