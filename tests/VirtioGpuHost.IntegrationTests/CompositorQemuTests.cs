@@ -138,6 +138,7 @@ public sealed class CompositorQemuTests(ITestOutputHelper output) : IDisposable
         }
         finally
         {
+            File.WriteAllText(HoldFile, "done"); // release the guests
             foreach (var g in guests)
             {
                 if (!g.Process.WaitForExit(TimeSpan.FromMinutes(3))) g.Process.Kill(true);
@@ -162,6 +163,8 @@ public sealed class CompositorQemuTests(ITestOutputHelper output) : IDisposable
     /// One recipe guest whose vhost-user-gpu device connects to the compositor's socket of
     /// <paramref name="vm"/>: the "back-end command" only links the recipe's socket path to it.
     /// </summary>
+    private string HoldFile => Path.Combine(_sockets, "release-guests");
+
     private Guest StartGuest(string vm, string pattern, string dir)
     {
         Directory.CreateDirectory(dir);
@@ -173,6 +176,8 @@ public sealed class CompositorQemuTests(ITestOutputHelper output) : IDisposable
         psi.Environment["CHECK"] = "none"; // QEMU's own console shows nothing: the compositor is the display
         psi.Environment["PROXY"] = "0";
         psi.Environment["TIMEOUT"] = "150";
+        // Both guests must be on screen at once: each holds its picture until the test has its evidence.
+        psi.Environment["HOLD_UNTIL_FILE"] = HoldFile;
         var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
