@@ -31,6 +31,8 @@ public class ScanoutPathBenchmarks
     private readonly byte[] _marker = new byte[64];
     private int _frame;
     private ulong _copied0;
+    private TimeSpan _cpu0;
+    private int _frames0;
 
     [Params("2d", "blob")]
     public string Path { get; set; } = "2d";
@@ -57,6 +59,8 @@ public class ScanoutPathBenchmarks
         }
         _flush = Bytes(d.FlushCommand(1, full));
         _copied0 = Copied;
+        _cpu0 = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+        _frames0 = _display.Frames;
     }
 
     private ulong Copied => _rig.Device.ScanoutBytesCopied + _rig.Device.BlobGatherBytes;
@@ -76,8 +80,9 @@ public class ScanoutPathBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        ulong frames = (ulong)Math.Max(1, _display.Frames);
-        Console.WriteLine($"// {Path}: {(Copied - _copied0) / frames} bytes copied per frame over {_display.Frames} frames (device ScanoutBytesCopied + BlobGatherBytes)");
+        int n = Math.Max(1, _display.Frames - _frames0);
+        var cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - _cpu0;
+        Console.WriteLine($"// {Path}: {(Copied - _copied0) / (ulong)n} bytes copied per frame, {cpu.TotalMilliseconds * 1000 / n:0.#} µs CPU per frame (all threads, incl. the harness) over {n} frames");
         _display.Dispose();
         _rig.Dispose();
     }
