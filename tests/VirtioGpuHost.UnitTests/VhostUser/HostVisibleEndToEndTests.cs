@@ -86,6 +86,44 @@ public class HostVisibleEndToEndTests(ITestOutputHelper output)
         Assert.Equal((1L, 1L), (device.HostVisible!.MapsSucceeded, device.HostVisible.UnmapsSucceeded));
     }
 
+    /// <summary>
+    /// QEMU 11.1.3 itself crashes when a VM resets with a blob mapped (tests/e2e/qemu11-blob-shmem);
+    /// the reference front-end must not: it drops its mappings at the reset, the back-end (seeing
+    /// the rings restart at 0) drops its blobs and asks to unmap what it had mapped, the front-end
+    /// refuses those unmaps (nothing is mapped any more), and the rebooted guest maps again.
+    /// </summary>
+    [Fact]
+    public void VmResetWithABlobMapped_BothSidesDropTheMapping_AndTheGuestMapsAgain()
+    {
+        using var backend = new InProcessBackend(new GpuDeviceOptions { Blob = true, VirglCompat = true });
+        backend.Server.HostVisibleSize = Region;
+        using var vm = GpuVm.Connect(backend.SocketPath, new GpuVmOptions { HostVisibleSize = Region, Blob = true });
+        Assert.True(ProcessResources.WaitUntil(() => backend.Devices.Count > 0, TimeSpan.FromSeconds(10)));
+        var device = backend.LastDevice;
+        var d = vm.Driver;
+        const uint Flags = VirtioGpuResourceCreateBlob.FlagUseMappable | VirtioGpuResourceCreateBlob.FlagUseShareable;
+        Assert.True(d.CtxCreate(1, 5, "before").IsOk);
+        Assert.True(d.CreateBlob(10, VirtioGpuResourceCreateBlob.MemHost3D, Flags, 0x10000, blobId: 1, ctxId: 1).IsOk);
+        Assert.Equal(VirtioGpuCtrlType.OkMapInfo, d.MapBlob(10, 0x200000).Type);
+        Assert.Single(vm.HostVisible!.Mappings);
+
+        // The guest reboots with the blob still mapped.
+        vm.Stop();
+        vm.Start(resetRings: true);
+        Assert.Empty(vm.HostVisible.Mappings);
+        Assert.Equal(HostVisibleAccess.Faulted, vm.HostVisible.Read(0x200000, new byte[16]));
+
+        // The rebooted guest starts over: same ids, same offset.
+        Assert.True(d.CtxCreate(1, 5, "after").IsOk);
+        Assert.True(d.CreateBlob(10, VirtioGpuResourceCreateBlob.MemHost3D, Flags, 0x10000, blobId: 1, ctxId: 1).IsOk);
+        Assert.Equal(VirtioGpuCtrlType.OkMapInfo, d.MapBlob(10, 0x200000).Type);
+        byte[] pattern = Enumerable.Range(0, 256).Select(i => (byte)i).ToArray();
+        Assert.Equal(HostVisibleAccess.Mapped, vm.HostVisible.Write(0x200000, pattern));
+        var hostMemory = OnLoop(device, () => Task.FromResult(((BlobResource)device.Gpu.Resources[10]).HostMemory!));
+        Assert.Equal(pattern, hostMemory.AsSpan(0, pattern.Length).ToArray());
+        Assert.Equal(1, OnLoop(device, () => Task.FromResult(device.Gpu.MappedBlobs)));
+    }
+
     [Fact]
     public void MapBlob_ThroughTheDevice_GuestSeesHost3DAndGuestBlobs()
     {
