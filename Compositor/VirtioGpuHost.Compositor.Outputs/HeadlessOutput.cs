@@ -7,7 +7,7 @@ namespace VirtioGpuHost.Compositor.Outputs;
 /// An output without a screen: frames stay in memory; a snapshot (pixels or PNG) can be taken
 /// at any time and always shows one whole presented frame, never one being rendered.
 /// </summary>
-public sealed class HeadlessOutput : IOutput
+public sealed class HeadlessOutput : IOutput, IRetargetableOutput
 {
     private readonly object _lock = new();
     private uint[] _presented;
@@ -24,7 +24,7 @@ public sealed class HeadlessOutput : IOutput
     public string Name { get; }
     public SizeI Size { get; }
     public int RefreshHz { get; }
-    public IRenderTarget Target { get; }
+    public IRenderTarget Target { get; private set; }
     public long FramesPresented { get; private set; }
 
     /// <summary>Raised after each present (on the compositor's thread).</summary>
@@ -65,6 +65,26 @@ public sealed class HeadlessOutput : IOutput
         string tmp = path + ".tmp";
         PngFile.Write(tmp, Size, pixels);
         File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>A new target on <paramref name="renderer"/> (its device was lost); the last presented frame stays until the next one.</summary>
+    public void Retarget(IRenderer renderer)
+    {
+        var target = renderer.CreateTarget(Size);
+        IRenderTarget old;
+        lock (_lock)
+        {
+            old = Target;
+            Target = target;
+        }
+        try
+        {
+            old.Dispose();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The old renderer's device is gone; releasing its target may fail, and no longer matters.
+        }
     }
 
     public void Dispose() => Target.Dispose();

@@ -5,6 +5,7 @@ using VirtioGpuHost.Compositor.Core.Layout;
 using VirtioGpuHost.Compositor.Core.Scene;
 using VirtioGpuHost.Compositor.Outputs;
 using VirtioGpuHost.Compositor.Rendering;
+using VirtioGpuHost.Compositor.Rendering.Cpu;
 using VirtioGpuHost.Compositor.Rendering.Labels;
 using VirtioGpuHost.Device.Display;
 
@@ -18,6 +19,14 @@ public sealed record CompositorOptions
 
     /// <summary>How often the check covers every visible pixel of critical zones, not only damage.</summary>
     public TimeSpan FullSafetyCheckInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The renderer to continue on when the current one throws <see cref="RendererLostException"/>
+    /// (its device or context is gone); null when none is left (the frame then fails). Default:
+    /// a CPU renderer the engine makes and owns (none when the lost renderer already is one).
+    /// <see cref="RendererChain.Next"/> is the usual value.
+    /// </summary>
+    public Func<RendererLostException, IRenderer?>? NextRenderer { get; init; }
 }
 
 /// <summary>What one output did in a frame.</summary>
@@ -50,13 +59,14 @@ public sealed record FrameReport(
 /// </remarks>
 public sealed class CompositorEngine : IDisposable
 {
-    private readonly IRenderer _renderer;
+    private IRenderer _renderer;
+    private IRenderer? _ownedRenderer;
     private readonly SurfaceStore _store;
     private readonly Func<TimeSpan> _clock;
     private readonly ILogger _log;
     private readonly CompositorOptions _options;
     private readonly Func<OutputConfig, IRenderer, IOutput> _outputFactory;
-    private readonly LabelTextureCache _labels;
+    private LabelTextureCache _labels;
     private readonly object _frameLock = new();
     private readonly Dictionary<SurfaceKey, ScanoutState> _scanouts = new();
     private readonly Dictionary<SurfaceKey, SurfaceTexture> _textures = new();
@@ -68,6 +78,7 @@ public sealed class CompositorEngine : IDisposable
     private TimeSpan? _lastFullCheck;
     private long _frame;
     private long _safetyFailures;
+    private long _rendererFallbacks;
     private long _composeTicks;
     private bool _disposed;
 
@@ -97,6 +108,12 @@ public sealed class CompositorEngine : IDisposable
 
     /// <summary>Safety-region checks that found a mismatch.</summary>
     public long SafetyFailures => Interlocked.Read(ref _safetyFailures);
+
+    /// <summary>The renderer drawing now (another one after a device loss).</summary>
+    public IRenderer Renderer => Volatile.Read(ref _renderer);
+
+    /// <summary>Times a renderer lost its device and the engine moved on to the next one.</summary>
+    public long RendererFallbacks => Interlocked.Read(ref _rendererFallbacks);
 
     /// <summary>Every configured VM's health as of the last frame.</summary>
     public IReadOnlyDictionary<string, VmHealth> Health => Volatile.Read(ref _health);
@@ -129,7 +146,17 @@ public sealed class CompositorEngine : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
             var now = _clock();
-            if (Interlocked.Exchange(ref _nextLayout, null) is { } next) ApplyLayout(next);
+            if (Interlocked.Exchange(ref _nextLayout, null) is { } next)
+            {
+                try
+                {
+                    ApplyLayout(next);
+                }
+                catch (RendererLostException lost)
+                {
+                    SwitchRenderer(lost, next); // remakes the outputs the new layout needs there
+                }
+            }
             var layout = _layout;
             long frame = ++_frame;
 
@@ -167,16 +194,30 @@ public sealed class CompositorEngine : IDisposable
                 foreach (var plan in plans)
                     foreach (var zone in plan.Zones)
                         if (zone.Class == SafetyClass.Critical && zone.ShownSurface is { } shown) refresh.Add(shown);
-            var frameSurfaces = new FrameSurfaces(this, damage, refresh);
             var reports = new List<OutputFrameReport>(plans.Count);
-            try
+            FrameSurfaces frameSurfaces;
+            for (int attempt = 0; ; attempt++)
             {
-                foreach (var plan in plans)
-                    reports.Add(DrawOutput(frame, plan, frameSurfaces, fullCheck));
-            }
-            finally
-            {
-                frameSurfaces.Release();
+                frameSurfaces = new FrameSurfaces(this, damage, refresh);
+                try
+                {
+                    foreach (var plan in plans)
+                        reports.Add(DrawOutput(frame, plan, frameSurfaces, fullCheck));
+                    break;
+                }
+                catch (RendererLostException lost) when (attempt < MaxRendererSwitchesPerFrame)
+                {
+                    // The device is gone: continue on the next renderer and draw this frame
+                    // again, whole, with a full safety check (nothing the lost one drew counts).
+                    SwitchRenderer(lost, layout);
+                    reports.Clear();
+                    fullCheck = _options.SafetyCheck;
+                    if (fullCheck) _lastFullCheck = now;
+                }
+                finally
+                {
+                    frameSurfaces.Release();
+                }
             }
             _labels.EndFrame();
             DropUnusedTextures(frameSurfaces);
@@ -331,6 +372,69 @@ public sealed class CompositorEngine : IDisposable
         return result;
     }
 
+    /// <summary>How often one frame may move on to another renderer (a chain is at most vulkan → gl → cpu).</summary>
+    private const int MaxRendererSwitchesPerFrame = 4;
+
+    /// <summary>
+    /// The renderer lost its device: drop every texture and target made on it, take the next
+    /// renderer, remake the outputs' targets and the label cache there, and repaint everything.
+    /// Rethrows <paramref name="lost"/> when no renderer is left.
+    /// </summary>
+    private void SwitchRenderer(RendererLostException lost, LayoutConfig layout)
+    {
+        var old = _renderer;
+        _log.LogError("renderer {Renderer} lost its device: {Error}; recreating textures and targets on the next renderer", old.Capabilities.Name, lost.Message);
+        foreach (var t in _textures.Values) DisposeQuietly(t.Texture);
+        _textures.Clear();
+        DisposeQuietly(_labels);
+
+        IRenderer? next;
+        if (_options.NextRenderer is { } nextRenderer) next = nextRenderer(lost);
+        else next = old is CpuRenderer ? null : new CpuRenderer();
+        if (next is null)
+        {
+            _log.LogError("no renderer is left after {Renderer} lost its device; frames fail until one is", old.Capabilities.Name);
+            _labels = new LabelTextureCache(old);
+            foreach (var slot in _outputs.Values) slot.Reset(); // the next frame tries a whole repaint again
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(lost);
+        }
+        if (_options.NextRenderer is null)
+        {
+            if (_ownedRenderer is not null) DisposeQuietly(_ownedRenderer);
+            _ownedRenderer = next;
+        }
+        Volatile.Write(ref _renderer, next);
+        Interlocked.Increment(ref _rendererFallbacks);
+        _labels = new LabelTextureCache(next);
+
+        foreach (var (name, slot) in _outputs.ToList())
+        {
+            if (slot.Output is IRetargetableOutput retargetable)
+            {
+                retargetable.Retarget(next);
+                slot.Reset();
+                continue;
+            }
+            DisposeQuietly(slot.Output);
+            _outputs.Remove(name);
+        }
+        SyncOutputs(layout); // makes the outputs that could not move over, on the new renderer
+        _log.LogWarning("renderer: continuing on {Renderer} ({Details}); every output is repainted", next.Capabilities.Name, next.Capabilities.Details);
+    }
+
+    private void DisposeQuietly(IDisposable d)
+    {
+        try
+        {
+            d.Dispose();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // What a lost device throws while its objects are released does not matter any more.
+            _log.LogDebug("dispose after device loss: {Error}", e.Message);
+        }
+    }
+
     private void ApplyLayout(LayoutConfig next)
     {
         _log.LogInformation("layout: applying {Outputs} outputs, {Zones} zones, {Vms} VMs", next.Outputs.Count, next.Zones.Count, next.Vms.Count);
@@ -346,13 +450,14 @@ public sealed class CompositorEngine : IDisposable
         foreach (var o in layout.Outputs)
         {
             keep.Add(o.Name);
-            if (_outputs.TryGetValue(o.Name, out var slot) && slot.Output.Size == new SizeI(o.Width, o.Height) && slot.Output.RefreshHz == o.RefreshHz)
+            if (_outputs.TryGetValue(o.Name, out var slot) && slot.Output.Size == new SizeI(o.Width, o.Height) && slot.Output.RefreshHz == o.RefreshHz
+                && slot.Config.Window == o.Window)
             {
                 slot.ForceFull = true;
                 continue;
             }
             slot?.Output.Dispose();
-            _outputs[o.Name] = new OutputSlot(_outputFactory(o, _renderer));
+            _outputs[o.Name] = new OutputSlot(_outputFactory(o, _renderer), o);
         }
         foreach (var name in _outputs.Keys.Where(n => !keep.Contains(n)).ToList())
         {
@@ -383,12 +488,23 @@ public sealed class CompositorEngine : IDisposable
             _labels.Dispose();
             foreach (var o in _outputs.Values) o.Output.Dispose();
             _outputs.Clear();
+            _ownedRenderer?.Dispose();
         }
     }
 
-    private sealed class OutputSlot(IOutput output)
+    private sealed class OutputSlot(IOutput output, OutputConfig config)
     {
         public IOutput Output { get; } = output;
+        public OutputConfig Config { get; } = config;
+
+        /// <summary>Forget what was drawn: the next frame repaints the whole output.</summary>
+        public void Reset()
+        {
+            LastPlan = null;
+            ForceFull = true;
+            Missing.Clear();
+        }
+
         public FramePlan? LastPlan { get; set; }
         public bool ForceFull { get; set; } = true;
         /// <summary>Surfaces the last frame could not acquire (drawn as background).</summary>

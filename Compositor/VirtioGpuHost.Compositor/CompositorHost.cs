@@ -8,6 +8,18 @@ using VirtioGpuHost.Device;
 
 namespace VirtioGpuHost.Compositor;
 
+/// <summary>One VM's device counters (<see cref="CompositorHost.DeviceStats"/>).</summary>
+public sealed record VmDeviceStats
+{
+    public long Commands { get; set; }
+    public long GuestErrors { get; set; }
+    public ulong BytesCopied { get; set; }
+    public int Resources { get; set; }
+    public ulong HostMemoryBytes { get; set; }
+    public int MappedBlobs { get; set; }
+    public int Connections { get; set; }
+}
+
 /// <summary>How a <see cref="CompositorHost"/> runs.</summary>
 public sealed record CompositorHostOptions
 {
@@ -128,6 +140,17 @@ public sealed class CompositorHost : IDisposable
         lock (_lock) return _vms.TryGetValue(vm, out var e) ? e.Stats() : default;
     }
 
+    /// <summary>
+    /// <paramref name="vm"/>'s device counters for the control API and metrics: commands, guest
+    /// errors and bytes copied over all its connections so far; resources, host memory and mapped
+    /// blobs of its live connections now. Read from the device threads' fields without stopping
+    /// them (a moment's staleness is fine); null when the layout has no such VM.
+    /// </summary>
+    public VmDeviceStats? DeviceStats(string vm)
+    {
+        lock (_lock) return _vms.TryGetValue(vm, out var e) ? e.DeviceStats() : null;
+    }
+
     /// <summary>Connections <paramref name="vm"/>'s socket has served so far.</summary>
     public int ConnectionsServed(string vm)
     {
@@ -218,6 +241,8 @@ public sealed class CompositorHost : IDisposable
                 {
                     if (!_displays.Remove(device.Gpu, out display)) return;
                     _closedBytesCopied += device.Gpu.ScanoutBytesCopied;
+                    _closedCommands += device.Gpu.CommandsExecuted;
+                    _closedErrors += device.Gpu.Errors.Count;
                 }
                 display.Disconnected();
             };
@@ -238,7 +263,9 @@ public sealed class CompositorHost : IDisposable
                     ready.Set();
                 }
             }) { IsBackground = true, Name = $"vm {vm.Name} listener" };
-            _thread.Start();
+            // Every log line of this VM's listener and connection threads carries its name (a scope flows into the threads started here).
+            using (log.BeginScope(new Dictionary<string, object> { ["vm"] = vm.Name }))
+                _thread.Start();
             ready.Wait(TimeSpan.FromSeconds(10));
             Failure = failure;
         }
@@ -247,6 +274,26 @@ public sealed class CompositorHost : IDisposable
         public GpuBackendServer Server { get; }
 
         private ulong _closedBytesCopied;
+        private long _closedCommands, _closedErrors;
+
+        public VmDeviceStats DeviceStats()
+        {
+            lock (_displays)
+            {
+                var s = new VmDeviceStats { BytesCopied = _closedBytesCopied, Commands = _closedCommands, GuestErrors = _closedErrors };
+                foreach (var d in _displays.Keys)
+                {
+                    s.BytesCopied += d.ScanoutBytesCopied;
+                    s.Commands += d.CommandsExecuted;
+                    s.GuestErrors += d.Errors.Count;
+                    s.Resources += d.Resources.Count;
+                    s.HostMemoryBytes += d.HostMemoryInUse;
+                    try { s.MappedBlobs += d.MappedBlobs; } catch (InvalidOperationException) { } // changed under us: next read
+                    s.Connections++;
+                }
+                return s;
+            }
+        }
 
         /// <summary>Counters read from the device threads' fields (64-bit reads, a moment's staleness is fine).</summary>
         public (ulong BytesCopied, int MappedBlobs) Stats()

@@ -50,6 +50,9 @@ public sealed class SurfaceStore
 
     public SurfaceStore(Func<TimeSpan> clock) { _clock = clock; }
 
+    /// <summary>Now on the store's clock (the time base of <see cref="ScanoutState.LastFrame"/>).</summary>
+    public TimeSpan Now => _clock();
+
     /// <summary>Raised (on a device thread) when a scanout changes or flushes: the frame clock may wake.</summary>
     public event Action? Changed;
 

@@ -66,15 +66,17 @@ public sealed class VhostUserHostVisibleRegion : IHostVisibleRegion
 
     private bool InRange(ulong shmOffset, ulong length) => length != 0 && shmOffset <= Size && length <= Size - shmOffset;
 
-    /// <summary>Counts successes; the channel's own task goes back to the caller (it completes even when the loop has ended).</summary>
-    private Task<bool> Count(Task<bool> request, bool map)
-    {
-        _ = request.ContinueWith(t =>
+    /// <summary>
+    /// The channel's result, counted before the caller sees it (so a caller that saw success also
+    /// sees the counter); it completes on the thread pool even when the loop has ended.
+    /// </summary>
+    private Task<bool> Count(Task<bool> request, bool map) =>
+        request.ContinueWith(t =>
         {
-            if (t.Result) Interlocked.Increment(ref map ? ref _mapsSucceeded : ref _unmapsSucceeded);
-        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously | TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
-        return request;
-    }
+            bool ok = t.GetAwaiter().GetResult(); // rethrows the original exception, if any
+            if (ok) Interlocked.Increment(ref map ? ref _mapsSucceeded : ref _unmapsSucceeded);
+            return ok;
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     private Task<bool> Refuse(string what)
     {

@@ -35,6 +35,7 @@ internal static class CommandLine
         root.Subcommands.Add(DemoCommand.Build());
         root.Subcommands.Add(FrontEndCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
+        root.Subcommands.Add(CtlCommand.Build());
 
         root.SetAction(parse =>
         {

@@ -23,9 +23,13 @@ internal static class DemoCommand
         var interval = new Option<double>("--snapshot-interval") { Description = "Seconds between snapshots", DefaultValueFactory = _ => 1 };
         var floodFor = new Option<double>("--flood-for") { Description = "Seconds the app VM floods before it freezes", DefaultValueFactory = _ => 4 };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log every vhost-user message and device event" };
+        var listen = ControlHosting.ListenOption("127.0.0.1:0");
+        var qemu = new Option<bool>("--qemu") { Description = "Boot real Linux guests in QEMU 10 (tests/e2e/qemu-guest-e2e, set up by scripts/setup-deps.sh) instead of the simulated ones" };
+        var rendererOpt = RendererWiring.RendererOption();
+        var windowOpt = RendererWiring.WindowOption();
         var cmd = new Command("demo", "Run the compositor with four simulated VMs (cluster, infotainment, a flooding-then-freezing app, a rear camera)")
         {
-            output, duration, interval, floodFor, verbose,
+            output, duration, interval, floodFor, verbose, listen, qemu, rendererOpt, windowOpt,
         };
         cmd.SetAction(parse =>
         {
@@ -40,15 +44,31 @@ internal static class DemoCommand
             if (seconds > 0) cancel.CancelAfter(TimeSpan.FromSeconds(seconds));
             string outDir = Path.GetFullPath(parse.GetValue(output)!);
             var guests = new List<GuestAnimation>();
+            if (!ControlHosting.TryParse(parse.GetValue(listen)!, out var listenAt)) return 1;
+            string recipe = "", workDir = "";
+            if (parse.GetValue(qemu) && !DemoQemuGuests.TryFindRecipe(out recipe, out workDir, out var qemuError))
+            {
+                Console.Error.WriteLine($"virtio-gpu-host demo --qemu: {qemuError}");
+                return 1;
+            }
+            DemoQemuGuests? qemuGuests = null;
             var runner = new CompositorRunner(layout, loggers, outDir, TimeSpan.FromSeconds(parse.GetValue(interval)), reloadPath: null)
             {
                 StatusInterval = TimeSpan.FromSeconds(2),
+                Renderer = parse.GetValue(rendererOpt),
+                Window = parse.GetValue(windowOpt),
+                Control = host => ControlHosting.Start(host, listenAt, loggers, printViewer: true, source: "headunit.toml (demo)"),
             };
             int rc;
             try
             {
                 rc = runner.Run(cancel.Token, host =>
                 {
+                    if (parse.GetValue(qemu))
+                    {
+                        qemuGuests = DemoQemuGuests.Start(layout, recipe, workDir, dir, outDir, log);
+                        return;
+                    }
                     var flood = TimeSpan.FromSeconds(parse.GetValue(floodFor));
                     guests.Add(Guest(layout, "cluster", new ClusterScene()));
                     guests.Add(Guest(layout, "ivi", new InfotainmentScene()));
@@ -59,6 +79,7 @@ internal static class DemoCommand
             }
             finally
             {
+                qemuGuests?.Dispose();
                 foreach (var g in guests)
                 {
                     if (g.Error is not null) log.LogError("guest failed: {Error}", g.Error);

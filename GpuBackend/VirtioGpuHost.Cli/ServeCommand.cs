@@ -23,9 +23,13 @@ internal static class ServeCommand
         var snapshots = new Option<string?>("--snapshot-dir") { Description = "Write OUTPUT.png here (on SIGUSR1, and every --snapshot-interval)", HelpName = "DIR" };
         var interval = new Option<double>("--snapshot-interval") { Description = "Seconds between snapshots (0: only on SIGUSR1)", DefaultValueFactory = _ => 0 };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log every vhost-user message and device event" };
+        var listen = ControlHosting.ListenOption("127.0.0.1:8080");
+        var noControl = ControlHosting.NoControlOption();
+        var rendererOpt = RendererWiring.RendererOption();
+        var windowOpt = RendererWiring.WindowOption();
         var cmd = new Command("serve", "Composite the scanouts of several VMs (one vhost-user-gpu socket each) by a safety-priority layout")
         {
-            config, check, snapshots, interval, verbose,
+            config, check, snapshots, interval, verbose, listen, noControl, rendererOpt, windowOpt,
         };
         cmd.SetAction(parse =>
         {
@@ -46,7 +50,13 @@ internal static class ServeCommand
             using var cancel = new CancellationTokenSource();
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cancel.Cancel(); });
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cancel.Cancel(); });
-            var runner = new CompositorRunner(layout, loggers, parse.GetValue(snapshots), TimeSpan.FromSeconds(parse.GetValue(interval)), reloadPath: path);
+            if (!ControlHosting.TryParse(parse.GetValue(listen)!, out var listenAt)) return 1;
+            var runner = new CompositorRunner(layout, loggers, parse.GetValue(snapshots), TimeSpan.FromSeconds(parse.GetValue(interval)), reloadPath: path)
+            {
+                Control = parse.GetValue(noControl) ? null : host => ControlHosting.Start(host, listenAt, loggers, printViewer: false, source: path),
+                Renderer = parse.GetValue(rendererOpt),
+                Window = parse.GetValue(windowOpt),
+            };
             return runner.Run(cancel.Token, onStarted: null);
         });
         return cmd;
@@ -59,12 +69,21 @@ internal sealed class CompositorRunner(LayoutConfig layout, ILoggerFactory logge
     /// <summary>How often the status line is logged.</summary>
     public TimeSpan StatusInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Starts the control API over the running host (stopped before the host is).</summary>
+    public Func<CompositorHost, IDisposable?>? Control { get; init; }
+
+    /// <summary>--renderer (null: the layout's renderer key, else auto).</summary>
+    public string? Renderer { get; init; }
+
+    /// <summary>--window: every output also shown in a window.</summary>
+    public bool Window { get; init; }
+
     public int Run(CancellationToken cancel, Action<CompositorHost>? onStarted)
     {
         var log = loggers.CreateLogger("virtio-gpu-host");
-        using var renderer = new CpuRenderer();
-        using var host = new CompositorHost(layout, renderer, loggers);
-        log.LogInformation("renderer: {Renderer}", renderer.Capabilities);
+        using var renderers = RendererWiring.Select(Renderer, layout, log);
+        if (renderers is null) return 1;
+        using var host = new CompositorHost(layout, renderers.Current, loggers, RendererWiring.HostOptions(renderers, Window, loggers));
         using var reload = new AutoResetEvent(false);
         using var snapshotNow = new AutoResetEvent(false);
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; reload.Set(); });
@@ -72,6 +91,7 @@ internal sealed class CompositorRunner(LayoutConfig layout, ILoggerFactory logge
         using var sigusr1 = PosixSignalRegistration.Create((PosixSignal)10, c => { c.Cancel = true; snapshotNow.Set(); });
         host.Start();
         foreach (var vm in layout.Vms) log.LogInformation("vm \"{Vm}\" ({Class}): listening on {Socket}", vm.Name, LayoutLoader.ClassName(vm.Class), vm.Socket);
+        using var control = Control?.Invoke(host);
         onStarted?.Invoke(host);
 
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -117,7 +137,7 @@ internal sealed class CompositorRunner(LayoutConfig layout, ILoggerFactory logge
         try
         {
             Directory.CreateDirectory(snapshotDir);
-            foreach (var output in host.Engine.Outputs.OfType<HeadlessOutput>())
+            foreach (var output in host.Engine.Outputs.Select(OutputFrames.Of).OfType<HeadlessOutput>())
                 output.SavePng(Path.Combine(snapshotDir, output.Name + ".png"));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

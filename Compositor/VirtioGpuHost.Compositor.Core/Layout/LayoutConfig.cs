@@ -36,8 +36,28 @@ public enum FallbackKind
 
 public sealed record FallbackConfig(FallbackKind Kind, ColorBgra Color = default, string? Vm = null, int Scanout = 0);
 
-/// <summary>A host output (a screen).</summary>
-public sealed record OutputConfig(string Name, int Width, int Height, int RefreshHz, ColorBgra Background);
+/// <summary>
+/// A host output (a screen). <see cref="Window"/> null: headless (frames in memory, PNG
+/// snapshots); otherwise the output is also shown in a window (kiosk).
+/// </summary>
+public sealed record OutputConfig(string Name, int Width, int Height, int RefreshHz, ColorBgra Background, OutputWindowConfig? Window = null);
+
+/// <summary>
+/// An output shown in a window (<c>kind = "window"</c>): the compositor keeps the output's
+/// size; the window scales the frame to fit (letterboxed, nearest-neighbour, 1:1 when the
+/// window has the output's size). <see cref="Title"/> null: "virtio-gpu-host: NAME".
+/// </summary>
+public sealed record OutputWindowConfig(bool Fullscreen = false, string? Title = null, bool Resizable = true);
+
+/// <summary>Which renderer draws the outputs (<c>[layout] renderer</c>, <c>--renderer</c>).</summary>
+public enum RendererKind
+{
+    /// <summary>Vulkan, else OpenGL (EGL), else the CPU renderer.</summary>
+    Auto,
+    Vulkan,
+    Gl,
+    Cpu,
+}
 
 /// <summary>
 /// A rectangle on an output. Zones stack by <see cref="Z"/> (higher on top). <see cref="Class"/>
@@ -91,7 +111,8 @@ public sealed record LayoutConfig(
     IReadOnlyList<VmConfig> Vms,
     IReadOnlyList<PlacementConfig> Placements,
     int LabelHeight = 28,
-    int BorderWidth = 2)
+    int BorderWidth = 2,
+    RendererKind Renderer = RendererKind.Auto)
 {
     /// <summary>Where guests may draw inside a zone: below the label bar, inside the border.</summary>
     public RectI ContentRect(ZoneConfig zone) =>

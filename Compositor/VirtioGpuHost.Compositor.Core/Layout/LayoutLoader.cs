@@ -30,10 +30,13 @@ public static class LayoutLoader
     /// <summary>sun_path holds 108 bytes including the terminating NUL.</summary>
     public const int MaxSocketPathBytes = 107;
     public const int MaxNameLength = 64, MaxLabelLength = 64;
+    public const int MaxTitleLength = 128;
 
     private static readonly string[] TableNames = ["layout", "output", "zone", "vm", "placement"];
-    private static readonly string[] LayoutKeys = ["label_height", "border_width"];
-    private static readonly string[] OutputKeys = ["name", "width", "height", "refresh_hz", "background"];
+    private static readonly string[] LayoutKeys = ["label_height", "border_width", "renderer"];
+    private static readonly string[] OutputKeys = ["name", "width", "height", "refresh_hz", "background", "kind", "fullscreen", "title", "resizable"];
+    private static readonly string[] OutputKindNames = ["headless", "window"];
+    private static readonly string[] WindowOnlyKeys = ["fullscreen", "title", "resizable"];
     private static readonly string[] ZoneKeys = ["name", "output", "rect", "z", "class"];
     private static readonly string[] VmKeys = ["name", "socket", "label", "label_color", "class", "frame_period_ms", "content_must_change", "fallback", "blob", "host_visible_mib", "virgl_compat"];
     private static readonly string[] PlacementKeys = ["vm", "scanout", "zone", "scale", "priority", "preempts"];
@@ -70,6 +73,32 @@ public static class LayoutLoader
             reader.Error(0, "", "", $"internal error while reading the layout: {e.GetType().Name}: {e.Message}");
             return reader.Result(null);
         }
+    }
+
+    /// <summary>The values of <c>[layout] renderer</c> (and <c>--renderer</c>).</summary>
+    public static IReadOnlyList<string> RendererNames { get; } = ["auto", "vulkan", "gl", "cpu"];
+
+    /// <summary>"auto" / "vulkan" / "gl" / "cpu" as written in the file.</summary>
+    public static string RendererName(RendererKind kind) => kind switch
+    {
+        RendererKind.Vulkan => "vulkan",
+        RendererKind.Gl => "gl",
+        RendererKind.Cpu => "cpu",
+        _ => "auto",
+    };
+
+    /// <summary>Parses a renderer name (exactly as written in the file: lower case).</summary>
+    public static bool TryParseRenderer(string? text, out RendererKind kind)
+    {
+        kind = text switch
+        {
+            "auto" => RendererKind.Auto,
+            "vulkan" => RendererKind.Vulkan,
+            "gl" => RendererKind.Gl,
+            "cpu" => RendererKind.Cpu,
+            _ => (RendererKind)(-1),
+        };
+        return kind >= RendererKind.Auto;
     }
 
     /// <summary>"critical" / "normal" / "untrusted" as written in the file.</summary>
@@ -194,6 +223,7 @@ public static class LayoutLoader
 
             // ---- [layout] ----
             int labelHeight = DefaultLabelHeight, borderWidth = DefaultBorderWidth;
+            var renderer = RendererKind.Auto;
             bool layoutOk = true;
             if (layoutTables.Count > 0)
             {
@@ -204,6 +234,7 @@ public static class LayoutLoader
                 if (t.Fields.ContainsKey("border_width") && bw is null) layoutOk = false;
                 labelHeight = (int)(lh ?? DefaultLabelHeight);
                 borderWidth = (int)(bw ?? DefaultBorderWidth);
+                renderer = ReadRenderer(t) ?? RendererKind.Auto;
             }
 
             // ---- outputs ----
@@ -219,9 +250,10 @@ public static class LayoutLoader
                 bool refreshOk = refresh is not null || !t.Fields.ContainsKey("refresh_hz");
                 ColorBgra? background = ReadColor(t, "background", false);
                 bool backgroundOk = background is not null || !t.Fields.ContainsKey("background");
-                if (name is null || width is null || height is null || !refreshOk || !backgroundOk) continue;
+                bool windowOk = ReadWindow(t, out var window);
+                if (name is null || width is null || height is null || !refreshOk || !backgroundOk || !windowOk) continue;
                 outputList.Add(new(new OutputConfig(name, (int)width, (int)height, (int)(refresh ?? DefaultRefreshHz),
-                    background ?? ColorBgra.Opaque(0, 0, 0)), t));
+                    background ?? ColorBgra.Opaque(0, 0, 0), window), t));
             }
 
             // ---- zones ----
@@ -327,7 +359,8 @@ public static class LayoutLoader
                 vmList.Select(e => e.Config).ToList(),
                 placementList.Select(e => e.Config).ToList(),
                 labelHeight,
-                borderWidth);
+                borderWidth,
+                renderer);
             return Result(layout);
         }
 
@@ -547,6 +580,61 @@ public static class LayoutLoader
             }
             Error(t, "class", $"class must be \"critical\", \"normal\" or \"untrusted\", got \"{text}\"{Suggest(text, ClassNames)}");
             return null;
+        }
+
+        /// <summary>[layout] renderer: "auto", "vulkan", "gl" or "cpu"; null when absent or wrong (reported).</summary>
+        private RendererKind? ReadRenderer(RawTable t)
+        {
+            string? text = ReadString(t, "renderer", false);
+            if (text is null) return null;
+            if (TryParseRenderer(text, out var kind)) return kind;
+            Error(t, "renderer", $"renderer must be \"auto\", \"vulkan\", \"gl\" or \"cpu\", got \"{Escape(text)}\"{Suggest(text, RendererNames)}");
+            return null;
+        }
+
+        /// <summary>
+        /// kind ("headless" or "window") and the window-only keys fullscreen, title, resizable;
+        /// false after an error. <paramref name="window"/> is null for a headless output.
+        /// </summary>
+        private bool ReadWindow(RawTable t, out OutputWindowConfig? window)
+        {
+            window = null;
+            bool ok = true;
+            string kind = "headless";
+            if (t.Fields.ContainsKey("kind"))
+            {
+                string? text = ReadString(t, "kind", false);
+                if (text is null) ok = false;
+                else if (!OutputKindNames.Contains(text, StringComparer.Ordinal))
+                {
+                    Error(t, "kind", $"kind must be \"headless\" or \"window\", got \"{Escape(text)}\"{Suggest(text, OutputKindNames)}");
+                    ok = false;
+                }
+                else kind = text;
+            }
+            bool? fullscreen = ReadBool(t, "fullscreen", false);
+            ok &= fullscreen is not null || !t.Fields.ContainsKey("fullscreen");
+            bool? resizable = ReadBool(t, "resizable", false);
+            ok &= resizable is not null || !t.Fields.ContainsKey("resizable");
+            string? title = ReadString(t, "title", false);
+            if (title is null) ok &= !t.Fields.ContainsKey("title");
+            else if (title.Trim().Length == 0 || title.Length > MaxTitleLength || title.Any(char.IsControl))
+            {
+                Error(t, "title", $"title must be 1 to {MaxTitleLength} printable characters, got \"{Escape(title)}\"");
+                ok = false;
+            }
+            if (ok && kind != "window")
+            {
+                foreach (var key in WindowOnlyKeys)
+                {
+                    if (!t.Fields.ContainsKey(key)) continue;
+                    Error(t, key, $"{key} applies only to a window: add kind = \"window\" to this output (or remove {key})");
+                    ok = false;
+                }
+            }
+            if (!ok) return false;
+            if (kind == "window") window = new OutputWindowConfig(fullscreen ?? false, title, resizable ?? true);
+            return true;
         }
 
         private ScaleMode? ReadScale(RawTable t)

@@ -11,28 +11,34 @@ namespace VirtioGpuHost.Compositor.Tests.Rendering;
 /// </summary>
 public class GoldenImageTests
 {
-    private delegate uint[] Scene(out SizeI size);
+    private delegate uint[] Scene(out SizeI size, string renderer);
 
-    private static void Check(string name, Scene scene)
+    /// <summary>Every renderer of <see cref="RendererFactories"/> against the same golden (GPU renderers within 1/255 per channel).</summary>
+    private static void Check(string name, Scene scene, string renderer)
     {
-        var pixels = scene(out var size);
-        GoldenImages.Default.AssertMatches(name, pixels, size);
+        var pixels = scene(out var size, renderer);
+        GoldenImages.Default.AssertMatches(name, pixels, size, RendererFactories.Tolerance(renderer), renderer == "cpu" ? null : renderer);
     }
 
-    [Fact]
-    public void HeadUnit_FourSurfacesWithLabels_MatchesGolden() => Check("headunit-quadrants", GoldenScenes.HeadUnit);
+    [Theory]
+    [MemberData(nameof(RendererFactories.Names), MemberType = typeof(RendererFactories))]
+    public void HeadUnit_FourSurfacesWithLabels_MatchesGolden(string renderer) => Check("headunit-quadrants", GoldenScenes.HeadUnit, renderer);
 
-    [Fact]
-    public void BlendAndDim_TranslucentLayers_MatchesGolden() => Check("blend-dim", GoldenScenes.BlendAndDim);
+    [Theory]
+    [MemberData(nameof(RendererFactories.Names), MemberType = typeof(RendererFactories))]
+    public void BlendAndDim_TranslucentLayers_MatchesGolden(string renderer) => Check("blend-dim", GoldenScenes.BlendAndDim, renderer);
 
-    [Fact]
-    public void ClipAndDamage_SecondFrame_MatchesGolden() => Check("clip-damage", GoldenScenes.ClipAndDamage);
+    [Theory]
+    [MemberData(nameof(RendererFactories.Names), MemberType = typeof(RendererFactories))]
+    public void ClipAndDamage_SecondFrame_MatchesGolden(string renderer) => Check("clip-damage", GoldenScenes.ClipAndDamage, renderer);
 
-    [Fact]
-    public void NoSignal_DimmedFrameWithOverlay_MatchesGolden() => Check("no-signal", GoldenScenes.NoSignal);
+    [Theory]
+    [MemberData(nameof(RendererFactories.Names), MemberType = typeof(RendererFactories))]
+    public void NoSignal_DimmedFrameWithOverlay_MatchesGolden(string renderer) => Check("no-signal", GoldenScenes.NoSignal, renderer);
 
-    [Fact]
-    public void LayoutsAndScaling_FourLayouts_MatchesGolden() => Check("layouts-scaling", GoldenScenes.LayoutsAndScaling);
+    [Theory]
+    [MemberData(nameof(RendererFactories.Names), MemberType = typeof(RendererFactories))]
+    public void LayoutsAndScaling_FourLayouts_MatchesGolden(string renderer) => Check("layouts-scaling", GoldenScenes.LayoutsAndScaling, renderer);
 
     [Fact]
     public void LayoutsAndScaling_FourLayouts_CellsIdentical()

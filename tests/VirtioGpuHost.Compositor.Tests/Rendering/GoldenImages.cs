@@ -19,10 +19,15 @@ internal sealed class GoldenImages(string goldenDirectory, string failureDirecto
 
     public void AssertMatches(string name, IRenderTarget target) => AssertMatches(name, RenderTestKit.Read(target), target.Size);
 
-    public void AssertMatches(string name, uint[] actual, SizeI size)
+    /// <summary>
+    /// Compares with the golden; <paramref name="tolerance"/>: the largest difference allowed per
+    /// channel (0: exact); <paramref name="variant"/> (a renderer's name) is added to the names
+    /// of failure images and never updates the golden.
+    /// </summary>
+    public void AssertMatches(string name, uint[] actual, SizeI size, int tolerance = 0, string? variant = null)
     {
         string golden = Path.Combine(goldenDirectory, name + ".png");
-        if (update)
+        if (update && variant is null)
         {
             RenderTargetPng.Save(actual, size, golden);
             return;
@@ -34,21 +39,30 @@ internal sealed class GoldenImages(string goldenDirectory, string failureDirecto
         (int X, int Y, uint Expected, uint Actual)? first = null;
         if (expected.Size == size)
             for (int i = 0; i < actual.Length; i++)
-                if (actual[i] != expected.Pixels[i])
+                if (actual[i] != expected.Pixels[i] && MaxChannelDifference(actual[i], expected.Pixels[i]) > tolerance)
                 {
                     differing++;
                     first ??= (i % size.Width, i / size.Width, expected.Pixels[i], actual[i]);
                 }
         if (expected.Size == size && differing == 0) return;
 
-        string actualPath = Path.Combine(failureDirectory, name + ".actual.png");
-        string diffPath = Path.Combine(failureDirectory, name + ".diff.png");
+        string failureName = variant is null ? name : $"{name}.{variant}";
+        string actualPath = Path.Combine(failureDirectory, failureName + ".actual.png");
+        string diffPath = Path.Combine(failureDirectory, failureName + ".diff.png");
         RenderTargetPng.Save(actual, size, actualPath);
         if (expected.Size == size) RenderTargetPng.Save(Diff(expected.Pixels, actual), size, diffPath);
         Assert.Fail(expected.Size != size
             ? $"{name}: size {size} differs from the golden's {expected.Size}; actual image: {actualPath} (UPDATE_GOLDENS=1 accepts it)"
-            : $"{name}: {differing} of {actual.Length} pixels differ from {golden}, first at ({first!.Value.X}, {first.Value.Y}): " +
+            : $"{failureName}: {differing} of {actual.Length} pixels differ by more than {tolerance}/255 from {golden}, first at ({first!.Value.X}, {first.Value.Y}): " +
               $"expected {first.Value.Expected:X8}, actual {first.Value.Actual:X8}; actual image: {actualPath}, diff: {diffPath} (UPDATE_GOLDENS=1 accepts it)");
+    }
+
+    private static int MaxChannelDifference(uint a, uint b)
+    {
+        int max = 0;
+        for (int shift = 0; shift < 32; shift += 8)
+            max = Math.Max(max, Math.Abs((int)((a >> shift) & 0xFF) - (int)((b >> shift) & 0xFF)));
+        return max;
     }
 
     private static uint[] Diff(uint[] expected, uint[] actual)

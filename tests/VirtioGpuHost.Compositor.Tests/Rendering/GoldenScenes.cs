@@ -59,10 +59,13 @@ internal static class GoldenScenes
     }
 
     /// <summary>A head unit: four VMs' scanouts of different sizes and layouts fitted into quadrants under label bars.</summary>
-    public static uint[] HeadUnit(out SizeI size)
+    public static uint[] HeadUnit(out SizeI size) => HeadUnit(out size, "cpu");
+
+    /// <summary>The same scene on the renderer named <paramref name="rendererName"/> (see <see cref="RendererFactories"/>).</summary>
+    public static uint[] HeadUnit(out SizeI size, string rendererName)
     {
         size = new SizeI(480, 270);
-        using var renderer = new CpuRenderer();
+        using var renderer = RendererFactories.Create(rendererName);
         var labels = new LabelRenderer();
         var surfaces = new[]
         {
@@ -95,15 +98,19 @@ internal static class GoldenScenes
             pass.DrawTexture(label, label.Size.ToRect(), bar, All);
         }
         pass.Submit();
+        GC.KeepAlive(surfaces); // the pinned surfaces must outlive the pass (GPU renderers read them in place)
         textures.Concat(labelTextures).ToList().ForEach(t => t.Dispose());
         return RenderTestKit.Read(target);
     }
 
     /// <summary>Translucent fills, a premultiplied texture with an alpha ramp scaled up and dimmed, a dimmed opaque surface.</summary>
-    public static uint[] BlendAndDim(out SizeI size)
+    public static uint[] BlendAndDim(out SizeI size) => BlendAndDim(out size, "cpu");
+
+    /// <summary>The same scene on the renderer named <paramref name="rendererName"/> (see <see cref="RendererFactories"/>).</summary>
+    public static uint[] BlendAndDim(out SizeI size, string rendererName)
     {
         size = new SizeI(320, 200);
-        using var renderer = new CpuRenderer();
+        using var renderer = RendererFactories.Create(rendererName);
         var background = Surface(320, 200, SourceLayout.Bgrx, (x, y) => Gradient(x, y, 320, 200));
         var checker = Surface(64, 48, SourceLayout.Rgbx, (x, y) => Checker(x, y, 8));
         var spot = new uint[64 * 64];
@@ -127,14 +134,19 @@ internal static class GoldenScenes
         pass.DrawTexture(glow, new RectI(0, 0, 64, 64), new RectI(150, 10, 128, 128), All);
         pass.DrawTexture(glow, new RectI(16, 16, 32, 32), new RectI(230, 120, 77, 61), All, dim: 160);
         pass.Submit();
+        GC.KeepAlive(background);
+        GC.KeepAlive(checker);
         return RenderTestKit.Read(target);
     }
 
     /// <summary>A full first frame, then a second frame with two damage rects and multi-rect clips: only their overlap changes.</summary>
-    public static uint[] ClipAndDamage(out SizeI size)
+    public static uint[] ClipAndDamage(out SizeI size) => ClipAndDamage(out size, "cpu");
+
+    /// <summary>The same scene on the renderer named <paramref name="rendererName"/> (see <see cref="RendererFactories"/>).</summary>
+    public static uint[] ClipAndDamage(out SizeI size, string rendererName)
     {
         size = new SizeI(320, 200);
-        using var renderer = new CpuRenderer();
+        using var renderer = RendererFactories.Create(rendererName);
         var checker = Surface(40, 25, SourceLayout.Xbgr, (x, y) => Checker(x, y, 5));
         var bars = Surface(320, 180, SourceLayout.Xrgb, (x, y) => Bars(x, y, 320, 180));
         using var check = renderer.ImportSurface(checker.View);
@@ -147,14 +159,19 @@ internal static class GoldenScenes
         second.DrawTexture(bar, new RectI(0, 0, 320, 180), size.ToRect(), new Region([new RectI(0, 0, 150, 200), new RectI(180, 100, 140, 100)]));
         second.FillRect(new RectI(60, 40, 200, 130), ColorBgra.FromStraight(255, 255, 255, 100), new Region([new RectI(60, 40, 60, 130), new RectI(200, 40, 60, 130)]));
         second.Submit();
+        GC.KeepAlive(checker);
+        GC.KeepAlive(bars);
         return RenderTestKit.Read(target);
     }
 
     /// <summary>The watchdog fallback: the last frame dimmed with a "NO SIGNAL" overlay, under a label bar whose text is cut to fit.</summary>
-    public static uint[] NoSignal(out SizeI size)
+    public static uint[] NoSignal(out SizeI size) => NoSignal(out size, "cpu");
+
+    /// <summary>The same scene on the renderer named <paramref name="rendererName"/> (see <see cref="RendererFactories"/>).</summary>
+    public static uint[] NoSignal(out SizeI size, string rendererName)
     {
         size = new SizeI(320, 200);
-        using var renderer = new CpuRenderer();
+        using var renderer = RendererFactories.Create(rendererName);
         var labels = new LabelRenderer();
         var frame = Surface(320, 180, SourceLayout.Xrgb, (x, y) => Bars(x, y, 320, 180));
         using var last = renderer.ImportSurface(frame.View);
@@ -166,31 +183,39 @@ internal static class GoldenScenes
         pass.DrawTexture(overlay, new RectI(0, 0, 180, 48), new RectI(70, 86, 180, 48), All);
         pass.DrawTexture(bar, new RectI(0, 0, 320, 20), new RectI(0, 0, 320, 20), All);
         pass.Submit();
+        GC.KeepAlive(frame);
         return RenderTestKit.Read(target);
     }
 
     /// <summary>The same 7x5 picture in each opaque layout, upscaled by a non-integer factor into four cells, plus a 3:1 downscale.</summary>
-    public static uint[] LayoutsAndScaling(out SizeI size)
+    public static uint[] LayoutsAndScaling(out SizeI size) => LayoutsAndScaling(out size, "cpu");
+
+    /// <summary>The same scene on the renderer named <paramref name="rendererName"/> (see <see cref="RendererFactories"/>).</summary>
+    public static uint[] LayoutsAndScaling(out SizeI size, string rendererName)
     {
         size = new SizeI(320, 200);
-        using var renderer = new CpuRenderer();
+        using var renderer = RendererFactories.Create(rendererName);
         using var target = renderer.CreateTarget(size);
         var pass = renderer.BeginPass(target, All);
         var textures = new List<ITexture>();
+        var keep = new List<PinnedSurface>();
         SourceLayout[] layouts = [SourceLayout.Bgrx, SourceLayout.Xrgb, SourceLayout.Rgbx, SourceLayout.Xbgr];
         for (int i = 0; i < 4; i++)
         {
             var s = Surface(7, 5, layouts[i], (x, y) => ((byte)(x * 40), (byte)(y * 60), (byte)((x + y) % 2 * 200 + 30)));
             var t = renderer.ImportSurface(s.View);
+            keep.Add(s);
             textures.Add(t);
             pass.DrawTexture(t, new RectI(0, 0, 7, 5), new RectI(3 + i % 2 * 100, 3 + i / 2 * 70, 97, 63), All);
         }
         var fine = Surface(300, 192, SourceLayout.Bgrx, (x, y) => (x % 3 == 1 ? (byte)250 : (byte)0, y % 3 == 1 ? (byte)250 : (byte)0, 60));
         var ft = renderer.ImportSurface(fine.View);
+        keep.Add(fine);
         textures.Add(ft);
         pass.DrawTexture(ft, new RectI(0, 0, 300, 192), new RectI(210, 3, 100, 64), All);
         pass.DrawTexture(ft, new RectI(0, 0, 30, 20), new RectI(210, 80, 100, 100), All);
         pass.Submit();
+        GC.KeepAlive(keep); // the pinned surfaces must outlive the pass (GPU renderers read them in place)
         textures.ForEach(t => t.Dispose());
         return RenderTestKit.Read(target);
     }

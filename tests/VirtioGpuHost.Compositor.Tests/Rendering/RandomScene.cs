@@ -24,6 +24,12 @@ internal sealed record RandomScene(SizeI Size, IReadOnlyList<SurfaceSpec> Surfac
     public uint[] Render(CpuRendererOptions options)
     {
         using var renderer = new CpuRenderer(options);
+        return Render(renderer);
+    }
+
+    /// <summary>The scene on <paramref name="renderer"/> (any renderer; its textures and target are disposed, the renderer is not).</summary>
+    public uint[] Render(IRenderer renderer)
+    {
         var surfaces = Surfaces.Select(s => s.Make()).ToList();
         var textures = Surfaces.Select((s, i) => s.Owned
             ? renderer.CreateTexture(new SizeI(s.Width, s.Height), Packed(surfaces[i]))

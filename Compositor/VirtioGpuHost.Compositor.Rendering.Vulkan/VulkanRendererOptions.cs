@@ -1,0 +1,14 @@
+namespace VirtioGpuHost.Compositor.Rendering.Vulkan;
+
+/// <summary>How the Vulkan renderer is set up.</summary>
+public sealed record VulkanRendererOptions
+{
+    /// <summary>
+    /// Import guest surfaces without a copy (VK_EXT_external_memory_host) where the device and
+    /// the memory allow it (on); off: every surface is copied (its damage on each update).
+    /// </summary>
+    public bool ImportSurfaces { get; init; } = true;
+
+    /// <summary>A substring of the device name to prefer (e.g. "llvmpipe"); null: a GPU first, then any device.</summary>
+    public string? PreferredDevice { get; init; }
+}
