@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using VirtioGpuHost.Compositor.Core.Geometry;
 using VirtioGpuHost.Compositor.Outputs.Window.Native;
 using VirtioGpuHost.Compositor.Rendering;
+using VirtioGpuHost.Compositor.Rendering.Vulkan;
 
 namespace VirtioGpuHost.Compositor.Outputs.Window;
 
@@ -24,6 +25,24 @@ public sealed record WindowOutputOptions
 
     /// <summary>Swap on vertical blank (tear-free; blocks only the window thread, never the compositor).</summary>
     public bool VSync { get; init; } = true;
+
+    /// <summary>
+    /// Present on the renderer's GPU API where it can (on): with the Vulkan renderer, a Vulkan
+    /// swapchain on the window that the target is copied into on the GPU. Off, or when that is
+    /// not possible: the read-back way (pixels read from the target, uploaded into an OpenGL
+    /// texture of the window, drawn), which works with every renderer.
+    /// </summary>
+    public bool GpuPresentation { get; init; } = true;
+}
+
+/// <summary>How a window output shows its frames.</summary>
+public enum WindowPresentation
+{
+    /// <summary>Damage read back from the target on the frame thread, uploaded into a GL texture of the window, drawn and swapped.</summary>
+    ReadBackGl,
+
+    /// <summary>The Vulkan renderer's target copied into a Vulkan swapchain image of the window on the GPU, then presented.</summary>
+    VulkanSwapchain,
 }
 
 /// <summary>What the window thread did (times in milliseconds, totals since the window opened).</summary>
@@ -35,7 +54,7 @@ public sealed record WindowPresentStats(long FramesCopied, long FramesShown, lon
     /// <summary>Window thread: texture upload of the damage, per frame shown.</summary>
     public double AverageUploadMs => FramesShown == 0 ? 0 : UploadMs / FramesShown;
 
-    /// <summary>Window thread: clear, letterboxed quad, buffer swap, per redraw.</summary>
+    /// <summary>Window thread: clear, letterboxed quad, buffer swap, per redraw (Vulkan swapchain: acquire, copy into the image, present).</summary>
     public double AverageDrawSwapMs => Redraws == 0 ? 0 : DrawSwapMs / Redraws;
 }
 
@@ -43,7 +62,11 @@ public sealed record WindowPresentStats(long FramesCopied, long FramesShown, lon
 /// A kiosk output: composed frames are kept in memory exactly as a headless output keeps them
 /// (<see cref="Frames"/>: snapshots, PNGs) and shown in a window through an OpenGL context of
 /// the window: each frame's damage is uploaded into a texture that a quad draws, letterboxed
-/// to the window (nearest-neighbour; 1:1 while the window has the output's size).
+/// to the window (nearest-neighbour; 1:1 while the window has the output's size). With the
+/// Vulkan renderer (made with <see cref="VulkanInstanceExtensions"/>) the window has no GL
+/// context but a Vulkan swapchain (<see cref="VulkanPresenter"/>): the target is copied into the
+/// swapchain image on the GPU, nothing is read back; a failing surface or present falls back to
+/// the GL way (the window made again with a context) with a log line.
 /// </summary>
 /// <remarks>
 /// <para>The output keeps the layout's size whatever the window does: zones, labels and the
@@ -61,6 +84,9 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
     private readonly GlfwLoop _loop;
     private readonly ILogger _log;
     private readonly WindowOutputOptions _options;
+    private readonly IRenderer _renderer;
+    private volatile VulkanPresenter? _presenter;
+    private volatile bool _fullCopyNext;
     private readonly object _stagingLock = new();
     private readonly object _drawnLock = new();
     private readonly uint[] _staging;
@@ -78,9 +104,10 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
     private long _copyTicks, _uploadTicks, _drawTicks;
     private bool _glErrorLogged, _disposed;
 
-    private WindowOutput(HeadlessOutput frames, GlfwLoop loop, WindowOutputOptions options, ILogger log)
+    private WindowOutput(HeadlessOutput frames, IRenderer renderer, GlfwLoop loop, WindowOutputOptions options, ILogger log)
     {
         Frames = frames;
+        _renderer = renderer;
         _loop = loop;
         _options = options;
         _log = log;
@@ -98,7 +125,7 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
         var loop = GlfwLoop.Acquire(options.Display, out error);
         if (loop is null) return null;
         var frames = new HeadlessOutput(renderer, name, size, refreshHz);
-        var output = new WindowOutput(frames, loop, options, log);
+        var output = new WindowOutput(frames, renderer, loop, options, log);
         try
         {
             error = loop.Invoke(output.OpenOnLoop);
@@ -128,8 +155,23 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
     /// <summary>Raised once, on the window thread, when the window closes; the argument says why.</summary>
     public event Action<WindowOutput, string>? Closed;
 
-    /// <summary>The GL renderer and version of the window's context (for the log).</summary>
+    /// <summary>The GL renderer and version of the window's context, or the Vulkan device presenting (for the log).</summary>
     public string GlInfo { get; private set; } = "";
+
+    /// <summary>How the window shows frames now (a failing Vulkan swapchain falls back to <see cref="WindowPresentation.ReadBackGl"/>).</summary>
+    public WindowPresentation Presentation { get; private set; }
+
+    /// <summary>Why the window does not present through the renderer's GPU API (empty when it does, or never tried).</summary>
+    public string PresentationNote { get; private set; } = "";
+
+    /// <summary>
+    /// The Vulkan instance extensions a Vulkan renderer needs to present in these windows
+    /// (<c>VulkanRendererOptions.InstanceExtensions</c>): VK_KHR_surface and every surface
+    /// extension GLFW 3.3 may ask for on Linux (glfwGetRequiredInstanceExtensions: xcb or xlib
+    /// on X11, wayland); the renderer enables those its loader has, and the window checks
+    /// GLFW's actual list against them when it opens.
+    /// </summary>
+    public static IReadOnlyList<string> VulkanInstanceExtensions { get; } = ["VK_KHR_surface", "VK_KHR_xcb_surface", "VK_KHR_xlib_surface", "VK_KHR_wayland_surface"];
 
     public WindowPresentStats Stats
     {
@@ -183,6 +225,25 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
         Frames.Present(frame, damage);
         if (_closed) return;
         long started = Stopwatch.GetTimestamp();
+        if (_presenter is not null)
+        {
+            // Vulkan swapchain: nothing to copy here, the window thread copies the target on the GPU.
+            lock (_stagingLock)
+            {
+                _stagedFrame = frame;
+                _hasPending = true;
+            }
+            Interlocked.Add(ref _copyTicks, Stopwatch.GetElapsedTime(started).Ticks);
+            Interlocked.Increment(ref _framesCopied);
+            _loop.Wake();
+            return;
+        }
+        if (_fullCopyNext)
+        {
+            // Just switched from the Vulkan swapchain: the staging frame is stale everywhere.
+            _fullCopyNext = false;
+            damage = new Region(Size.ToRect());
+        }
         lock (_stagingLock)
         {
             var target = Frames.Target;
@@ -207,7 +268,16 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
         _loop.Wake();
     }
 
-    public void Retarget(IRenderer renderer) => Frames.Retarget(renderer);
+    public void Retarget(IRenderer renderer)
+    {
+        // The swapchain lives on the old renderer's device: gone before its target is.
+        if (_presenter is not null && !_closed)
+            _loop.Invoke(() =>
+            {
+                if (_presenter is not null) FallBackToReadBack($"the renderer changed to {renderer.Capabilities.Name}", failed: false);
+            });
+        Frames.Retarget(renderer);
+    }
 
     // ---- on the window thread ----
 
@@ -218,18 +288,91 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
         if (window == _handle) _refresh = true;
     }
 
-    /// <summary>Creates the window and its GL texture; null on success, else why not.</summary>
+    /// <summary>
+    /// Creates the window: with a Vulkan swapchain for the Vulkan renderer where it can, else
+    /// with a GL context and texture (the read-back way); null on success, else why not.
+    /// </summary>
     private string? OpenOnLoop()
     {
+        if (_options.GpuPresentation && _renderer is VulkanRenderer vulkan)
+        {
+            string? why = OpenVulkanOnLoop(vulkan);
+            if (why is null) return null;
+            PresentationNote = why;
+            _log.LogWarning("output \"{Output}\": no Vulkan swapchain presentation ({Why}); presenting the read-back way through OpenGL", Name, why);
+        }
+        return OpenGlOnLoop();
+    }
+
+    private string? OpenVulkanOnLoop(VulkanRenderer vulkan)
+    {
+        string[]? required = GlfwNative.RequiredInstanceExtensions();
+        if (required is null) return $"GLFW reports no Vulkan support (glfwGetRequiredInstanceExtensions: {GlfwNative.LastError() ?? "no loader"})";
+        var missing = required.Except(vulkan.EnabledInstanceExtensions).ToList();
+        if (missing.Count > 0)
+            return $"the renderer's Vulkan instance lacks {string.Join(", ", missing)} (create it with VulkanRendererOptions.InstanceExtensions = WindowOutput.VulkanInstanceExtensions)";
+        if (!vulkan.CanPresent) return "the renderer's device has no VK_KHR_swapchain";
+        string? error = CreateWindowOnLoop(vulkanSurface: true, out var size, out var title);
+        if (error is not null) return error;
+        var presenter = VulkanPresenter.TryCreate(vulkan, instance => GlfwNative.CreateWindowSurface(instance, _handle), _options.VSync, out error);
+        if (presenter is null)
+        {
+            GlfwNative.DestroyWindow(_handle);
+            _handle = 0;
+            return error;
+        }
+        _presenter = presenter;
+        Presentation = WindowPresentation.VulkanSwapchain;
+        GlInfo = $"Vulkan swapchain on {vulkan.DeviceName}";
+        FinishOpen(size, title);
+        return null;
+    }
+
+    private string? OpenGlOnLoop()
+    {
+        string? error = CreateWindowOnLoop(vulkanSurface: false, out var size, out var title);
+        if (error is not null) return error;
+        GlfwNative.MakeContextCurrent(_handle);
+        GlfwNative.SwapInterval(_options.VSync ? 1 : 0);
+        GlInfo = $"{GlfwNative.GetString(GlfwNative.Renderer)}, OpenGL {GlfwNative.GetString(GlfwNative.Version)}";
+        _texture = GlfwNative.GenTexture();
+        GlfwNative.BindTexture(GlfwNative.Texture2D, _texture);
+        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureMinFilter, GlfwNative.Nearest);
+        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureMagFilter, GlfwNative.Nearest);
+        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureWrapS, GlfwNative.ClampToEdge);
+        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureWrapT, GlfwNative.ClampToEdge);
+        GlfwNative.TexEnv(GlfwNative.TextureEnv, GlfwNative.TextureEnvMode, GlfwNative.Replace);
+        GlfwNative.TexImage(Size.Width, Size.Height);
+        GlfwNative.Disable(GlfwNative.Blend);
+        if (GlfwNative.GetError() is var err and not 0) return $"OpenGL error 0x{err:x} while setting up the window's texture ({GlInfo})";
+        Presentation = WindowPresentation.ReadBackGl;
+        FinishOpen(size, title);
+        return null;
+    }
+
+    private void FinishOpen(SizeI size, string title)
+    {
+        if (_options.Fullscreen) GlfwNative.SetInputMode(_handle, GlfwNative.CursorMode, GlfwNative.CursorHidden);
+        GlfwNative.WatchRefresh(_handle);
+        _refresh = true;
+        _loop.Remove(this);
+        _loop.Add(this);
+        _log.LogInformation("output \"{Output}\": window \"{Title}\" {Mode} {Width}x{Height} for a {OutW}x{OutH} frame ({Gl})",
+            Name, title, _options.Fullscreen ? "fullscreen" : "windowed", size.Width, size.Height, Size.Width, Size.Height, GlInfo);
+    }
+
+    private string? CreateWindowOnLoop(bool vulkanSurface, out SizeI size, out string title)
+    {
+        title = _options.Title ?? $"virtio-gpu-host: {Name}";
         GlfwNative.DefaultWindowHints();
-        GlfwNative.WindowHint(GlfwNative.ClientApi, GlfwNative.OpenGlApi);
+        GlfwNative.WindowHint(GlfwNative.ClientApi, vulkanSurface ? GlfwNative.NoApi : GlfwNative.OpenGlApi);
         GlfwNative.WindowHint(GlfwNative.Resizable, _options.Resizable ? 1 : 0);
         GlfwNative.WindowHint(GlfwNative.Visible, 1);
         GlfwNative.WindowHint(GlfwNative.DoubleBuffer, 1);
         GlfwNative.WindowHint(GlfwNative.AutoIconify, 0); // a kiosk stays up when focus moves
         var mode = GlfwNative.PrimaryVideoMode();
         nint monitor = 0;
-        var size = Size;
+        size = Size;
         if (_options.Fullscreen)
         {
             if (mode is not { } m) return "fullscreen: no monitor found";
@@ -246,29 +389,83 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
             var fit = Letterbox.Fit(size, new SizeI(m.Width, m.Height));
             size = new SizeI(fit.Width, fit.Height);
         }
-        string title = _options.Title ?? $"virtio-gpu-host: {Name}";
         _handle = GlfwNative.CreateWindow(size.Width, size.Height, title, monitor);
         if (_handle == 0) return $"cannot create the window: {GlfwNative.LastError() ?? "unknown GLFW error"}";
-        GlfwNative.MakeContextCurrent(_handle);
-        GlfwNative.SwapInterval(_options.VSync ? 1 : 0);
-        GlInfo = $"{GlfwNative.GetString(GlfwNative.Renderer)}, OpenGL {GlfwNative.GetString(GlfwNative.Version)}";
-        _texture = GlfwNative.GenTexture();
-        GlfwNative.BindTexture(GlfwNative.Texture2D, _texture);
-        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureMinFilter, GlfwNative.Nearest);
-        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureMagFilter, GlfwNative.Nearest);
-        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureWrapS, GlfwNative.ClampToEdge);
-        GlfwNative.TexParameter(GlfwNative.Texture2D, GlfwNative.TextureWrapT, GlfwNative.ClampToEdge);
-        GlfwNative.TexEnv(GlfwNative.TextureEnv, GlfwNative.TextureEnvMode, GlfwNative.Replace);
-        GlfwNative.TexImage(Size.Width, Size.Height);
-        GlfwNative.Disable(GlfwNative.Blend);
-        if (GlfwNative.GetError() is var err and not 0) return $"OpenGL error 0x{err:x} while setting up the window's texture ({GlInfo})";
-        if (_options.Fullscreen) GlfwNative.SetInputMode(_handle, GlfwNative.CursorMode, GlfwNative.CursorHidden);
-        GlfwNative.WatchRefresh(_handle);
-        _refresh = true;
-        _loop.Add(this);
-        _log.LogInformation("output \"{Output}\": window \"{Title}\" {Mode} {Width}x{Height} for a {OutW}x{OutH} frame ({Gl})",
-            Name, title, _options.Fullscreen ? "fullscreen" : "windowed", size.Width, size.Height, Size.Width, Size.Height, GlInfo);
         return null;
+    }
+
+    /// <summary>
+    /// Leaves the Vulkan swapchain for the read-back way: GLFW cannot give a window made for
+    /// Vulkan a GL context, so the window is made again (same size) with one.
+    /// </summary>
+    private void FallBackToReadBack(string why, bool failed)
+    {
+        if (failed)
+            _log.LogWarning("output \"{Output}\": Vulkan swapchain presentation failed ({Why}); presenting the read-back way through OpenGL from now on", Name, why);
+        else
+            _log.LogInformation("output \"{Output}\": {Why}; presenting the read-back way through OpenGL from now on", Name, why);
+        PresentationNote = why;
+        var presenter = _presenter;
+        _presenter = null;
+        presenter?.Dispose();
+        _fullCopyNext = true;
+        if (_handle != 0) GlfwNative.DestroyWindow(_handle);
+        _handle = 0;
+        string? error = OpenGlOnLoop();
+        if (error is not null)
+        {
+            if (_handle != 0) GlfwNative.DestroyWindow(_handle);
+            _handle = 0;
+            MarkClosed($"the window could not be made again for OpenGL ({error})", log: true);
+            return;
+        }
+        try
+        {
+            // Show the current frame now; the frame thread copies all of the next one.
+            lock (_stagingLock)
+            {
+                Frames.Target.ReadPixels(_staging);
+                _pending.Add(Size.ToRect());
+                _hasPending = true;
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _log.LogDebug("output \"{Output}\": no frame to show after the fallback yet: {Error}", Name, e.Message);
+        }
+    }
+
+    /// <summary>The Vulkan swapchain way: the target copied into the acquired image on the GPU, presented.</summary>
+    private void ServiceVulkan(VulkanPresenter presenter, SizeI fb)
+    {
+        bool redraw = _refresh || fb != _drawnSize || _hasPending;
+        _refresh = false;
+        if (!redraw) return;
+        long frame;
+        bool fresh;
+        lock (_stagingLock)
+        {
+            frame = _stagedFrame;
+            fresh = _hasPending;
+            _hasPending = false;
+        }
+        long t0 = Stopwatch.GetTimestamp();
+        string? error = presenter.Present(Frames.Target, fb, extent => Letterbox.Fit(Size, extent), out bool presented);
+        if (error is not null)
+        {
+            FallBackToReadBack(error, failed: true);
+            return;
+        }
+        if (!presented) return; // minimised: nothing to present into
+        if (fresh) Interlocked.Increment(ref _framesShown);
+        Interlocked.Increment(ref _redraws);
+        Interlocked.Add(ref _drawTicks, Stopwatch.GetElapsedTime(t0).Ticks);
+        lock (_drawnLock)
+        {
+            _drawnFrame = frame;
+            _drawnSize = fb;
+            Monitor.PulseAll(_drawnLock);
+        }
     }
 
     /// <summary>Closes the window when it was asked to close, uploads new damage, redraws when needed.</summary>
@@ -278,6 +475,12 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
         if (GlfwNative.WindowShouldClose(_handle))
         {
             CloseOnLoop("the window was closed");
+            return;
+        }
+        if (_presenter is { } presenter)
+        {
+            var (vw, vh) = GlfwNative.FramebufferSize(_handle);
+            ServiceVulkan(presenter, new SizeI(vw, vh));
             return;
         }
         GlfwNative.MakeContextCurrent(_handle);
@@ -346,12 +549,26 @@ public sealed class WindowOutput : IOutput, IRetargetableOutput, IMirroredOutput
     internal void CloseOnLoop(string why, bool log = true)
     {
         if (_handle == 0) return;
-        GlfwNative.MakeContextCurrent(_handle);
-        if (_texture != 0) GlfwNative.DeleteTexture(_texture);
-        _texture = 0;
-        GlfwNative.MakeContextCurrent(0);
+        if (_presenter is { } presenter)
+        {
+            // The swapchain and surface before the window they present to.
+            _presenter = null;
+            presenter.Dispose();
+        }
+        else
+        {
+            GlfwNative.MakeContextCurrent(_handle);
+            if (_texture != 0) GlfwNative.DeleteTexture(_texture);
+            _texture = 0;
+            GlfwNative.MakeContextCurrent(0);
+        }
         GlfwNative.DestroyWindow(_handle);
         _handle = 0;
+        MarkClosed(why, log);
+    }
+
+    private void MarkClosed(string why, bool log)
+    {
         _closed = true;
         _loop.Remove(this);
         lock (_drawnLock) Monitor.PulseAll(_drawnLock);

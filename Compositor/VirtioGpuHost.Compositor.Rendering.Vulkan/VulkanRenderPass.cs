@@ -6,15 +6,22 @@ namespace VirtioGpuHost.Compositor.Rendering.Vulkan;
 /// <summary>
 /// One frame on a <see cref="VulkanRenderTarget"/>: calls are recorded (destination ∩ target,
 /// clip rects ∩ that, copied); <see cref="Submit"/> turns them into the composite shader's
-/// parameters (pass damage, the 16x16 tiles under it that some call touches, calls, clips, and
-/// per-call source coordinate tables computed with <see cref="NearestMapping"/>) and runs one
-/// dispatch over the tiles (more only when a pass reads more than
-/// <see cref="VulkanDevice.MaxTextures"/> distinct textures). Each target has one pass object.
+/// parameters (calls, their pieces = clip ∩ damage, per-call source coordinate tables computed
+/// with <see cref="NearestMapping"/>, and the calls binned per 16x16 tile with occlusion culling)
+/// and runs one dispatch over the tiles that some call touches (more only when a pass reads more
+/// than <see cref="VulkanDevice.MaxTextures"/> distinct textures or has over 2048 calls). Each
+/// target has one pass object.
 /// </summary>
 public sealed class VulkanRenderPass : IRenderPass
 {
-    private const int CallWords = 12, Tile = 16;
+    private const int CallWords = 8, Tile = 16, EntryFull = unchecked((int)0x80000000);
     private const int FlagTexture = 1, FlagScaledX = 4, FlagScaledY = 8;
+    /// <summary>Calls per dispatch: the shader's uniform block holds 4096 uvec4 (64 KiB), two per call.</summary>
+    private const int MaxChunkCalls = 2048;
+    /// <summary>Each chunk's calls start 256 bytes aligned (the largest minUniformBufferOffsetAlignment allowed).</summary>
+    private const int UniformAlignWords = 64;
+
+    private record struct Entry(int Tile, int Call, bool Full, bool Opaque, int PieceStart, int PieceEnd);
 
     private struct Op
     {
@@ -32,7 +39,13 @@ public sealed class VulkanRenderPass : IRenderPass
     private readonly List<RectI> _clips = new();
     private int[] _words = new int[4096];
     private int _wordCount;
-    private bool[] _damagedTiles = [], _drawnTiles = [];
+    private readonly List<RectI> _pieces = new();
+    private int[] _pieceStart = [];
+    private readonly List<Entry> _entries = new();
+    private Entry[] _sorted = [];
+    private int[] _tileStamp = [], _tileCounts = [], _tileStarts = [];
+    private bool[] _tileFull = [];
+    private int _stamp;
     private readonly List<DispatchChunk> _chunks = new();
     private readonly Dictionary<GpuBuffer, int> _slots = new();
     private bool _open;
@@ -132,7 +145,14 @@ public sealed class VulkanRenderPass : IRenderPass
         }
     }
 
-    /// <summary>Writes the parameter words and the dispatch chunks; false when nothing can change.</summary>
+    /// <summary>
+    /// Writes the parameter words and the dispatch chunks; false when nothing can change. Per
+    /// chunk (at most <see cref="VulkanDevice.MaxTextures"/> textures and <see cref="MaxChunkCalls"/>
+    /// calls): the calls (aligned for the uniform block), their pieces (clip ∩ damage, so damage
+    /// needs no test of its own) and source tables, then the calls binned per 16x16 tile (entries:
+    /// the calls touching the tile, flagged when one covers it whole), culled under the topmost
+    /// opaque whole-tile call, then one record per tile that has entries.
+    /// </summary>
     private bool Build(out PassLayout layout)
     {
         layout = default;
@@ -140,99 +160,92 @@ public sealed class VulkanRenderPass : IRenderPass
         _chunks.Clear();
         if (_damage.Count == 0 || _opCount == 0) return false;
         var size = _target.Size;
-        var damageBounds = _damage[0];
-        foreach (var d in _damage) damageBounds = damageBounds.Union(d);
-
-        int damageOffset = _wordCount;
-        foreach (var d in _damage) Push(d.X, d.Y, d.Right, d.Bottom);
-
-        // tiles: under the damage and under some call's bounds
         int tilesX = (size.Width + Tile - 1) / Tile, tilesY = (size.Height + Tile - 1) / Tile;
-        if (_damagedTiles.Length < tilesX * tilesY)
+        if (_tileStamp.Length < tilesX * tilesY)
         {
-            _damagedTiles = new bool[tilesX * tilesY];
-            _drawnTiles = new bool[tilesX * tilesY];
+            _tileStamp = new int[tilesX * tilesY];
+            _tileFull = new bool[tilesX * tilesY];
+            _tileCounts = new int[tilesX * tilesY + 1];
         }
-        else
-        {
-            Array.Clear(_damagedTiles, 0, tilesX * tilesY);
-            Array.Clear(_drawnTiles, 0, tilesX * tilesY);
-        }
-        foreach (var d in _damage) MarkTiles(_damagedTiles, d, tilesX);
 
-        // calls (bounds = visible ∩ clips' bounds ∩ damage bounds); clips and tables come after
-        int callOffset = _wordCount;
-        int calls = 0;
-        var bounds = new RectI[_opCount];
+        // pieces of every call: clip ∩ damage (clips are already ∩ visible ∩ target)
+        _pieces.Clear();
+        if (_pieceStart.Length < _opCount + 1) _pieceStart = new int[_ops.Length + 1];
         for (int i = 0; i < _opCount; i++)
         {
             ref var op = ref _ops[i];
-            var b = _clips[op.ClipStart];
-            for (int c = 1; c < op.ClipCount; c++) b = b.Union(_clips[op.ClipStart + c]);
-            bounds[i] = b.Intersect(damageBounds);
-            if (bounds[i].IsEmpty) continue;
-            MarkTiles(_drawnTiles, bounds[i], tilesX);
-            calls++;
-        }
-        if (calls == 0) return false;
-        Reserve(calls * CallWords);
-        int callWordsStart = _wordCount;
-        _wordCount += calls * CallWords;
-        while (_wordCount % 4 != 0) Push(0);
-
-        int tileOffset = _wordCount;
-        int tileCount = 0;
-        for (int ty = 0; ty < tilesY; ty++)
-            for (int tx = 0; tx < tilesX; tx++)
-                if (_damagedTiles[ty * tilesX + tx] && _drawnTiles[ty * tilesX + tx])
-                {
-                    Push(tx | ty << 16);
-                    tileCount++;
-                }
-        if (tileCount == 0) return false;
-        while (_wordCount % 4 != 0) Push(0);
-
-        int k = 0;
-        GpuBuffer[]? slots = null;
-        int chunkStart = 0;
-        _slots.Clear();
-        for (int i = 0; i < _opCount; i++)
-        {
-            if (bounds[i].IsEmpty) continue;
-            ref var op = ref _ops[i];
-            var b = bounds[i];
-            int clipStart = _wordCount / 4;
+            _pieceStart[i] = _pieces.Count;
             for (int c = 0; c < op.ClipCount; c++)
+                foreach (var d in _damage)
+                {
+                    var r = _clips[op.ClipStart + c].Intersect(d);
+                    if (!r.IsEmpty) _pieces.Add(r);
+                }
+        }
+        _pieceStart[_opCount] = _pieces.Count;
+        if (_pieces.Count == 0) return false;
+
+        int first = 0;
+        while (first < _opCount)
+        {
+            // the chunk: calls [first, end) with at most MaxTextures distinct textures
+            _slots.Clear();
+            var slots = new GpuBuffer[VulkanDevice.MaxTextures];
+            int end = first, calls = 0;
+            for (; end < _opCount && calls < MaxChunkCalls; end++)
             {
-                var r = _clips[op.ClipStart + c];
+                if (_pieceStart[end] == _pieceStart[end + 1]) continue;
+                if (_ops[end].Texture is { } t && !_slots.ContainsKey(t.Buffer!))
+                {
+                    if (_slots.Count == VulkanDevice.MaxTextures) break;
+                    slots[_slots.Count] = t.Buffer!;
+                    _slots.Add(t.Buffer!, _slots.Count);
+                }
+                calls++;
+            }
+            if (calls > 0 && BuildChunk(first, end, calls, tilesX, tilesY, size, slots)) { }
+            first = end;
+        }
+        if (_chunks.Count == 0) return false;
+        layout = new PassLayout(size.Width, size.Height);
+        return true;
+    }
+
+    private bool BuildChunk(int first, int end, int calls, int tilesX, int tilesY, SizeI size, GpuBuffer[] slots)
+    {
+        while (_wordCount % UniformAlignWords != 0) Push(0);
+        int callWords = _wordCount;
+        Reserve(calls * CallWords);
+        _wordCount += calls * CallWords;
+        _entries.Clear();
+        int k = 0;
+        for (int i = first; i < end; i++)
+        {
+            int p0 = _pieceStart[i], p1 = _pieceStart[i + 1];
+            if (p0 == p1) continue;
+            ref var op = ref _ops[i];
+            var b = _pieces[p0];
+            for (int p = p0 + 1; p < p1; p++) b = b.Union(_pieces[p]);
+            while (_wordCount % 4 != 0) Push(0);
+            int pieceIndex = _wordCount / 4;
+            for (int p = p0; p < p1; p++)
+            {
+                var r = _pieces[p];
                 Push(r.X, r.Y, r.Right, r.Bottom);
             }
             int flags, colour, offX = 0, offY = 0, baseWord = 0, strideWords = 0;
+            bool opaque;
             if (op.Texture is { } tex)
             {
-                var buffer = tex.Buffer!;
-                if (!_slots.TryGetValue(buffer, out int slot))
-                {
-                    if (_slots.Count == VulkanDevice.MaxTextures)
-                    {
-                        _chunks.Add(new DispatchChunk(chunkStart, k, slots!, _slots.Count));
-                        chunkStart = k;
-                        _slots.Clear();
-                        slots = null;
-                    }
-                    slots ??= new GpuBuffer[VulkanDevice.MaxTextures];
-                    slot = _slots.Count;
-                    _slots.Add(buffer, slot);
-                    slots[slot] = buffer;
-                }
-                flags = FlagTexture | (int)tex.Layout << 8 | slot << 16;
+                flags = FlagTexture | (int)tex.Layout << 8 | _slots[tex.Buffer!] << 16;
                 colour = op.Dim;
+                opaque = tex.Layout != SourceLayout.BgraPremultiplied;
                 var s = op.Source;
                 var dst = op.Destination;
                 if (s.Width != dst.Width)
                 {
                     flags |= FlagScaledX;
-                    offX = _wordCount;
+                    offX = _wordCount - b.X;
                     for (int x = b.X; x < b.Right; x++) Push(NearestMapping.Sample(x, dst.X, dst.Width, s.X, s.Width));
                 }
                 else
@@ -242,14 +255,13 @@ public sealed class VulkanRenderPass : IRenderPass
                 if (s.Height != dst.Height)
                 {
                     flags |= FlagScaledY;
-                    offY = _wordCount;
+                    offY = _wordCount - b.Y;
                     for (int y = b.Y; y < b.Bottom; y++) Push(NearestMapping.Sample(y, dst.Y, dst.Height, s.Y, s.Height));
                 }
                 else
                 {
                     offY = unchecked((int)((long)s.Y - dst.Y));
                 }
-                while (_wordCount % 4 != 0) Push(0);
                 baseWord = tex.BaseWord;
                 strideWords = tex.StrideWords;
             }
@@ -257,32 +269,89 @@ public sealed class VulkanRenderPass : IRenderPass
             {
                 flags = 0;
                 colour = unchecked((int)op.Color);
+                opaque = op.Color >> 24 == 0xFF;
             }
-            int o = callWordsStart + k * CallWords;
+            int o = callWords + k * CallWords;
             _words[o] = flags;
             _words[o + 1] = colour;
-            _words[o + 2] = b.X;
-            _words[o + 3] = b.Y;
-            _words[o + 4] = b.Right;
-            _words[o + 5] = b.Bottom;
-            _words[o + 6] = clipStart;
-            _words[o + 7] = op.ClipCount;
-            _words[o + 8] = offX;
-            _words[o + 9] = offY;
-            _words[o + 10] = baseWord;
-            _words[o + 11] = strideWords;
+            _words[o + 2] = offX;
+            _words[o + 3] = offY;
+            _words[o + 4] = baseWord;
+            _words[o + 5] = strideWords;
+            _words[o + 6] = b.X | b.Right << 16;
+            _words[o + 7] = b.Y | b.Bottom << 16;
+
+            // bin: every tile under a piece; whole when one piece holds the tile (∩ target)
+            int stamp = ++_stamp;
+            int firstEntry = _entries.Count;
+            for (int p = p0; p < p1; p++)
+            {
+                var r = _pieces[p];
+                for (int ty = r.Y / Tile; ty <= (r.Bottom - 1) / Tile; ty++)
+                {
+                    int y0 = ty * Tile, y1 = Math.Min(y0 + Tile, size.Height);
+                    bool rows = r.Y <= y0 && r.Bottom >= y1;
+                    for (int tx = r.X / Tile; tx <= (r.Right - 1) / Tile; tx++)
+                    {
+                        int x0 = tx * Tile, x1 = Math.Min(x0 + Tile, size.Width);
+                        bool whole = rows && r.X <= x0 && r.Right >= x1;
+                        int t = ty * tilesX + tx;
+                        if (_tileStamp[t] != stamp)
+                        {
+                            _tileStamp[t] = stamp;
+                            _tileFull[t] = whole;
+                            _entries.Add(new Entry(t, k, false, opaque, pieceIndex, pieceIndex + (p1 - p0)));
+                        }
+                        else if (whole) _tileFull[t] = true;
+                    }
+                }
+            }
+            var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_entries);
+            for (int e = firstEntry; e < span.Length; e++) span[e].Full = _tileFull[span[e].Tile];
             k++;
         }
-        _chunks.Add(new DispatchChunk(chunkStart, k, slots ?? [], _slots.Count));
-        layout = new PassLayout(size.Width, size.Height, damageOffset, _damage.Count, tileOffset, tileCount, callWordsStart);
-        return true;
-    }
 
-    private static void MarkTiles(bool[] tiles, RectI r, int tilesX)
-    {
-        for (int ty = r.Y / Tile; ty <= (r.Bottom - 1) / Tile; ty++)
-            for (int tx = r.X / Tile; tx <= (r.Right - 1) / Tile; tx++)
-                tiles[ty * tilesX + tx] = true;
+        // entries grouped by tile (stable: call order kept within a tile)
+        int tiles = tilesX * tilesY;
+        Array.Clear(_tileCounts, 0, tiles + 1);
+        foreach (var e in _entries) _tileCounts[e.Tile + 1]++;
+        for (int t = 0; t < tiles; t++) _tileCounts[t + 1] += _tileCounts[t];
+        if (_sorted.Length < _entries.Count) _sorted = new Entry[Math.Max(_entries.Count, _sorted.Length * 2)];
+        foreach (var e in _entries) _sorted[_tileCounts[e.Tile]++] = e;
+        // _tileCounts[t] is now the end of tile t's entries (and the start of t + 1's)
+
+        while (_wordCount % 4 != 0) Push(0);
+        int tileRecords = 0, start = 0;
+        var starts = _tileStarts;
+        if (starts.Length < tiles) starts = _tileStarts = new int[tiles];
+        for (int t = 0; t < tiles; t++)
+        {
+            int stop = _tileCounts[t];
+            starts[t] = -1;
+            if (stop == start) continue;
+            // occlusion: start at the topmost opaque call covering the whole tile
+            int from = start;
+            for (int e = stop - 1; e >= start; e--)
+                if (_sorted[e].Full && _sorted[e].Opaque) { from = e; break; }
+            starts[t] = (_wordCount / 4) << 1 | (_sorted[from].Full && _sorted[from].Opaque ? 0 : 1);
+            for (int e = from; e < stop; e++)
+            {
+                ref var en = ref _sorted[e];
+                Push(en.Call | (en.Full ? EntryFull : 0), en.PieceStart, en.PieceEnd, 0);
+            }
+            _tileCounts[t] = stop - from; // entry count from here on
+            tileRecords++;
+            start = stop;
+        }
+        if (tileRecords == 0) return false;
+        int tileOffset = _wordCount;
+        for (int t = 0; t < tiles; t++)
+        {
+            if (starts[t] < 0) continue;
+            Push(t % tilesX | (t / tilesX) << 16, starts[t] >> 1, _tileCounts[t], starts[t] & 1);
+        }
+        _chunks.Add(new DispatchChunk(tileOffset, tileRecords, callWords, slots, _slots.Count));
+        return true;
     }
 
     private void Reserve(int more)

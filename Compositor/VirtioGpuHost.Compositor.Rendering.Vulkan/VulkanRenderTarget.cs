@@ -15,7 +15,8 @@ public sealed class VulkanRenderTarget : IRenderTarget
     internal VulkanRenderTarget(VulkanRenderer owner, SizeI size)
     {
         if (size.IsEmpty) throw new ArgumentOutOfRangeException(nameof(size), size, "a target needs a positive size");
-        if ((long)size.Width * size.Height > int.MaxValue / 4) throw new ArgumentOutOfRangeException(nameof(size), size, "target too large");
+        // the shader's parameters pack coordinates in 16 bits
+        if ((long)size.Width * size.Height > int.MaxValue / 4 || size.Width > 65535 || size.Height > 65535) throw new ArgumentOutOfRangeException(nameof(size), size, "target too large");
         Owner = owner;
         Size = size;
         _buffer = owner.Device.Allocate((ulong)size.Width * (ulong)size.Height * 4);

@@ -47,7 +47,7 @@ public sealed class VulkanRenderer : IRenderer
             reason = e.Message;
             return null;
         }
-        var device = VulkanDevice.TryCreate(spirv, options.PreferredDevice, out reason);
+        var device = VulkanDevice.TryCreate(spirv, options.PreferredDevice, out reason, options.InstanceExtensions);
         if (device is null) return null;
         reason = "";
         return new VulkanRenderer(device, options);
@@ -64,6 +64,12 @@ public sealed class VulkanRenderer : IRenderer
 
     /// <summary>Whether the device was lost (every call now throws <see cref="RendererLostException"/>).</summary>
     public bool IsLost => Device.IsLost;
+
+    /// <summary>The instance extensions enabled (see <see cref="VulkanRendererOptions.InstanceExtensions"/>).</summary>
+    public IReadOnlyList<string> EnabledInstanceExtensions => Device.InstanceExtensions;
+
+    /// <summary>Whether the device has VK_KHR_swapchain enabled, so <see cref="VulkanPresenter"/> can present its targets.</summary>
+    public bool CanPresent => Device.SwapchainEnabled;
 
     public IRenderTarget CreateTarget(SizeI size)
     {

@@ -11,4 +11,12 @@ public sealed record VulkanRendererOptions
 
     /// <summary>A substring of the device name to prefer (e.g. "llvmpipe"); null: a GPU first, then any device.</summary>
     public string? PreferredDevice { get; init; }
+
+    /// <summary>
+    /// Instance extensions to enable where the loader has them (the others are left out): a
+    /// window output's surface extensions (VK_KHR_surface, VK_KHR_xcb_surface, ...), so a
+    /// <see cref="VulkanPresenter"/> can present the renderer's targets in a window. With
+    /// VK_KHR_surface enabled, the device also gets VK_KHR_swapchain when it has it.
+    /// </summary>
+    public IReadOnlyList<string> InstanceExtensions { get; init; } = [];
 }

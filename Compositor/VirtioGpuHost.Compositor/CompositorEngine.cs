@@ -174,6 +174,7 @@ public sealed class CompositorEngine : IDisposable
             var health = _watchdog.Evaluate(now, transitions);
             foreach (var t in transitions)
             {
+                using var scope = _log.BeginScope(new Dictionary<string, object> { ["vm"] = t.Vm }); // the VM's name on the line, as its connection's lines
                 if (t.To == VmHealth.Live) _log.LogInformation("watchdog: {Transition}", t);
                 else _log.LogWarning("watchdog: {Transition}", t);
             }

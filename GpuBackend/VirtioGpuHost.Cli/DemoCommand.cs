@@ -13,6 +13,7 @@ namespace VirtioGpuHost.Cli;
 /// RAM, virtqueues): an animated cluster (critical), an infotainment screen (normal), an app VM
 /// that floods and then freezes (untrusted: the watchdog takes its zone over), and a rear
 /// camera that preempts the infotainment zone now and then. Needs nothing else running.
+/// With --qemu the four VMs are real Linux guests in QEMU 10 (<see cref="DemoQemuGuests"/>).
 /// </summary>
 internal static class DemoCommand
 {
@@ -21,7 +22,7 @@ internal static class DemoCommand
         var output = new Option<string>("--out") { Description = "Where snapshots (main.png) go", DefaultValueFactory = _ => "demo-out", HelpName = "DIR" };
         var duration = new Option<double>("--duration") { Description = "Seconds to run (0: until Ctrl-C)", DefaultValueFactory = _ => 0 };
         var interval = new Option<double>("--snapshot-interval") { Description = "Seconds between snapshots", DefaultValueFactory = _ => 1 };
-        var floodFor = new Option<double>("--flood-for") { Description = "Seconds the app VM floods before it freezes", DefaultValueFactory = _ => 4 };
+        var floodFor = new Option<double>("--flood-for") { Description = "Seconds the app VM floods (with --qemu: draws at 60 fps) before it freezes", DefaultValueFactory = _ => 4 };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log every vhost-user message and device event" };
         var listen = ControlHosting.ListenOption("127.0.0.1:0");
         var qemu = new Option<bool>("--qemu") { Description = "Boot real Linux guests in QEMU 10 (tests/e2e/qemu-guest-e2e, set up by scripts/setup-deps.sh) instead of the simulated ones" };
@@ -35,6 +36,7 @@ internal static class DemoCommand
         {
             string dir = Path.Combine(Path.GetTempPath(), $"virtio-gpu-host-demo-{Environment.ProcessId}");
             var layout = DemoLayout(dir);
+            if (parse.GetValue(qemu)) layout = DemoQemuGuests.Adapt(layout);
             using var loggers = Logging.Create(parse.GetValue(verbose));
             var log = loggers.CreateLogger("demo");
             using var cancel = new CancellationTokenSource();
@@ -66,7 +68,9 @@ internal static class DemoCommand
                 {
                     if (parse.GetValue(qemu))
                     {
-                        qemuGuests = DemoQemuGuests.Start(layout, recipe, workDir, dir, outDir, log);
+                        qemuGuests = DemoQemuGuests.Start(host, recipe, workDir, dir, outDir, parse.GetValue(floodFor), log);
+                        log.LogInformation("demo: {Count} Linux guests booting in QEMU 10 (TCG: about 10 s); snapshots every {Interval} s in {Dir}/main.png",
+                            layout.Vms.Count, parse.GetValue(interval), outDir);
                         return;
                     }
                     var flood = TimeSpan.FromSeconds(parse.GetValue(floodFor));
@@ -75,19 +79,28 @@ internal static class DemoCommand
                     guests.Add(Guest(layout, "apps", new FloodThenFreezeScene(flood)));
                     guests.Add(Guest(layout, "camera", new CameraScene()));
                     log.LogInformation("demo: 4 guests started; snapshots every {Interval} s in {Dir}/main.png; the app VM floods for {Flood} s, then freezes", parse.GetValue(interval), outDir, flood.TotalSeconds);
-                });
+                }, onStopping: StopGuests);
             }
             finally
             {
+                StopGuests();
+                try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+            }
+            return rc;
+
+            // The guests go first, while their devices are still served: a guest never sees its
+            // back-end vanish under a request (which it would report as a failure).
+            void StopGuests()
+            {
                 qemuGuests?.Dispose();
+                qemuGuests = null;
                 foreach (var g in guests)
                 {
                     if (g.Error is not null) log.LogError("guest failed: {Error}", g.Error);
                     g.Dispose();
                 }
-                try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+                guests.Clear();
             }
-            return rc;
         });
         return cmd;
     }

@@ -44,12 +44,19 @@ internal static class RendererWiring
     /// unavailable: our CPU renderer does the same frame one to two orders of magnitude faster
     /// (docs/benchmarks.md). Naming the renderer explicitly still gets it.
     /// </summary>
-    public static IReadOnlyList<RendererCandidate> Candidates(bool skipSoftware = false) =>
+    /// <param name="windows">Some output is a window: the Vulkan renderer's instance gets the
+    /// window surface extensions (and its device VK_KHR_swapchain) so windows present through a
+    /// Vulkan swapchain instead of reading frames back.</param>
+    public static IReadOnlyList<RendererCandidate> Candidates(bool skipSoftware = false, bool windows = false) =>
     [
-        new(RendererKind.Vulkan, (out string? reason) => Hardware(VulkanRenderer.TryCreate(out reason), skipSoftware, ref reason)),
+        new(RendererKind.Vulkan, (out string? reason) => Hardware(VulkanRenderer.TryCreate(out reason, VulkanOptions(windows)), skipSoftware, ref reason)),
         new(RendererKind.Gl, (out string? reason) => Hardware(GlRenderer.TryCreate(out reason), skipSoftware, ref reason)),
         RendererCandidate.Cpu(),
     ];
+
+    /// <summary>The Vulkan renderer's options: window presentation when some output is a window.</summary>
+    public static VulkanRendererOptions VulkanOptions(bool windows) =>
+        windows ? new VulkanRendererOptions { InstanceExtensions = WindowOutput.VulkanInstanceExtensions } : new VulkanRendererOptions();
 
     /// <summary>Software rasterizers as their drivers name them (Vulkan reports the device type Cpu).</summary>
     private static readonly string[] SoftwareMarkers = ["llvmpipe", "lavapipe", "softpipe", "swrast", "SwiftShader", "(Cpu,"];
@@ -65,11 +72,12 @@ internal static class RendererWiring
     }
 
     /// <summary>Picks the renderer (the CLI's choice, else the layout's) and logs the one line that says which and why.</summary>
-    public static RendererChain? Select(string? cli, LayoutConfig layout, ILogger log)
+    public static RendererChain? Select(string? cli, LayoutConfig layout, ILogger log, bool windowAll = false)
     {
+        bool windows = windowAll || layout.Outputs.Any(o => o.Window is not null);
         RendererKind? asked = cli is null ? null : RendererSelection.TryParse(cli, out var k) ? k : RendererKind.Auto;
         var kind = RendererSelection.Requested(asked, layout);
-        return RendererSelection.TrySelect(kind, Candidates(skipSoftware: kind == RendererKind.Auto), log, out var chain, out _) ? chain : null;
+        return RendererSelection.TrySelect(kind, Candidates(skipSoftware: kind == RendererKind.Auto, windows), log, out var chain, out _) ? chain : null;
     }
 
     /// <summary>Device-loss fallback along the chain, and window outputs where the layout (or --window) asks for them.</summary>

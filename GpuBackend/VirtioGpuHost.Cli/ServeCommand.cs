@@ -78,10 +78,11 @@ internal sealed class CompositorRunner(LayoutConfig layout, ILoggerFactory logge
     /// <summary>--window: every output also shown in a window.</summary>
     public bool Window { get; init; }
 
-    public int Run(CancellationToken cancel, Action<CompositorHost>? onStarted)
+    /// <param name="onStopping">Runs before the compositor goes away (the demo stops its guests first, so they never see their device vanish).</param>
+    public int Run(CancellationToken cancel, Action<CompositorHost>? onStarted, Action? onStopping = null)
     {
         var log = loggers.CreateLogger("virtio-gpu-host");
-        using var renderers = RendererWiring.Select(Renderer, layout, log);
+        using var renderers = RendererWiring.Select(Renderer, layout, log, Window);
         if (renderers is null) return 1;
         using var host = new CompositorHost(layout, renderers.Current, loggers, RendererWiring.HostOptions(renderers, Window, loggers));
         using var reload = new AutoResetEvent(false);
@@ -122,6 +123,7 @@ internal sealed class CompositorRunner(LayoutConfig layout, ILoggerFactory logge
         }
         log.LogInformation("stopping: {Frames} frames composed, {Failures} safety-check failures", host.Engine.Frames, host.Engine.SafetyFailures);
         if (snapshotDir is not null) WriteSnapshots(host, log);
+        onStopping?.Invoke();
         return 0;
     }
 

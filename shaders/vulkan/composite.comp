@@ -1,122 +1,130 @@
 #version 450
-// The Vulkan renderer's whole pass (VirtioGpuHost.Compositor.Rendering.Vulkan): one invocation
-// per target pixel of the damaged 16x16 tiles applies every draw call of the pass, back to
-// front, with the renderer contract's integer arithmetic (IRenderer.cs), so the result is
+// The Vulkan renderer's whole pass (VirtioGpuHost.Compositor.Rendering.Vulkan): one workgroup
+// per 16x16 target tile that some call touches, one invocation per pixel. The CPU bins the calls
+// per tile (VulkanRenderPass.Build), so every loop bound and every call parameter here is the same
+// for the whole workgroup; the contract's integer arithmetic (IRenderer.cs) keeps the result
 // bit-exact with the CPU renderer:
-//   - the source pixel is read as a raw 32-bit word of the texture's memory (the guest's bytes
-//     or a host texture), at the source coordinate the CPU computed with NearestMapping
-//     (per-call tables of source x and y; 1:1 axes are an offset), no sampler, no filtering;
+//   - the source pixel is a raw 32-bit word of the texture's memory (the guest's bytes or a host
+//     texture) read with texelFetch from an R32_UINT texel buffer, at the source coordinate the
+//     CPU computed with NearestMapping (per-call tables of source x and y; 1:1 axes are an offset);
 //   - opaque layouts are swizzled to B, G, R, 255; dim is x·dim/255; blending is
 //     premultiplied source-over; x·a/255 is rounded as (t + (t >> 8)) >> 8, t = x·a + 128.
+// Written for software rasterizers too (lavapipe runs 8 invocations per SIMD vector and executes
+// both sides of every branch under a mask): no per-pixel branches, no early returns, no
+// storage-buffer reads in the loop (those are per-lane scalar loops there; texel fetches are
+// gathers, uniform-block reads at uniform offsets are scalar), one target store per pixel.
 // Target: premultiplied BGRA words (0xAARRGGBB), row-major, width words per row.
-// Parameters (one int buffer): damage rects, tile list, calls (CALL_WORDS each), clip rects,
-// source tables; the push constants say where each part starts.
+//
+// Parameters (one buffer, read as the texel buffer prm, its call part also as the uniform block):
+//   tile record (4 words): tile x | tile y << 16, first entry, entry count, 1 = load the target
+//     (0: the first entry is an opaque call covering the whole tile, everything under it culled);
+//   entry (4 words): call index | 0x80000000 when the call covers the whole tile; first piece,
+//     end piece (only for partial entries: the pixel must lie in one of the call's pieces, 4-word
+//     rects x0, y0, x1, y1 = clip ∩ damage ∩ destination ∩ target), 0;
+//   call (8 words, uniform block): flags, colour (fills) or dim, source x offset or x table,
+//     source y offset or y table, texture base word, texture stride in words, bounds x0 | x1 << 16,
+//     bounds y0 | y1 << 16 (the union of its pieces).
+//     flags: bit 0 texture, bit 2 scaled x, bit 3 scaled y, bits 8..15 SourceLayout, bits 16..23 slot.
+//     Tables: prm[table + x] = source x for target column x (prm[table + y] for rows).
 
 layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
 
 const int MAX_TEXTURES = 16;
-const int CALL_WORDS = 12;
-
-// call flags (word 0): bit 0 texture (else fill), bit 2 scaled x, bit 3 scaled y,
-// bits 8..15 SourceLayout, bits 16..23 texture slot
-const int F_TEXTURE = 1;
-const int F_SCALED_X = 4;
-const int F_SCALED_Y = 8;
-const int LAYOUT_BGRX = 0;
-const int LAYOUT_XRGB = 1;
-const int LAYOUT_RGBX = 2;
-const int LAYOUT_XBGR = 3;
-const int LAYOUT_PREMULTIPLIED = 4;
+const uint F_TEXTURE = 1u;
+const uint F_SCALED_X = 4u;
+const uint F_SCALED_Y = 8u;
+const uint LAYOUT_XRGB = 1u;
+const uint LAYOUT_RGBX = 2u;
+const uint LAYOUT_XBGR = 3u;
+const uint LAYOUT_PREMULTIPLIED = 4u;
 
 layout(std430, set = 0, binding = 0) restrict buffer Target { uint px[]; } tgt;
-layout(std430, set = 0, binding = 1) restrict readonly buffer Params { int p[]; } prm;
+layout(set = 0, binding = 1) uniform usamplerBuffer prm;
 layout(std430, set = 0, binding = 2) restrict readonly buffer Texture { uint d[]; } tex[MAX_TEXTURES];
+layout(std140, set = 0, binding = 3) uniform Calls { uvec4 calls[4096]; };
 
 layout(push_constant) uniform Constants
 {
     int width;
     int height;
-    int damageOffset;
-    int damageCount;
     int tileOffset;
     int tileCount;
-    int callOffset;
-    int callStart;
-    int callEnd;
 } pc;
 
-uvec4 unpackBytes(uint c) { return (uvec4(c) >> uvec4(0u, 8u, 16u, 24u)) & 0xFFu; }
-uint packBytes(uvec4 v) { return v.x | (v.y << 8) | (v.z << 16) | (v.w << 24); }
-
-// x·a/255 rounded: (t + (t >> 8)) >> 8, t = x·a + 128 (exact for x, a in 0..255)
-uvec4 mul255(uvec4 x, uvec4 a)
+// x·a/255 rounded, (t + (t >> 8)) >> 8 with t = x·a + 128, for the two bytes of x at bits 0 and 16
+// at once (x = 0x00PP00QQ, a ≤ 255): each 16-bit half holds t ≤ 65153 and t + (t >> 8) < 65536,
+// so no carry crosses the halves and each result is exactly the per-channel formula
+uint mul255x2(uint x, uint a)
 {
-    uvec4 t = x * a + 128u;
-    return (t + (t >> 8)) >> 8;
+    uint t = x * a + 0x00800080u;
+    return ((t + ((t >> 8) & 0x00FF00FFu)) >> 8) & 0x00FF00FFu;
 }
 
-// premultiplied source-over, each channel s + d·(255 − sa)/255, saturating
-uvec4 over(uvec4 s, uvec4 d) { return min(s + mul255(d, uvec4(255u - s.w)), uvec4(255u)); }
-
-// colour channels times dim/255, alpha unchanged
-uvec4 dimmed(uvec4 c, uint dim)
-{
-    if (dim == 255u) return c;
-    return uvec4(mul255(c, uvec4(dim)).xyz, c.w);
-}
-
-bool inRect(ivec2 q, int o)
-{
-    return q.x >= prm.p[o] && q.y >= prm.p[o + 1] && q.x < prm.p[o + 2] && q.y < prm.p[o + 3];
-}
+uint word(int i) { return texelFetch(prm, i).x; }
 
 void main()
 {
+    // the last row of workgroups may run past the tile list: those do nothing (no return: uniform anyway)
     int tileIndex = int(gl_WorkGroupID.x + gl_WorkGroupID.y * 65535u);
-    if (tileIndex >= pc.tileCount) return;
-    uint tile = uint(prm.p[pc.tileOffset + tileIndex]);
+    bool valid = tileIndex < pc.tileCount;
+    int r = pc.tileOffset + min(tileIndex, pc.tileCount - 1) * 4;
+    uint tile = word(r);
+    int entryStart = int(word(r + 1));
+    int entryEnd = valid ? entryStart + int(word(r + 2)) : entryStart;
+    bool load = valid && word(r + 3) != 0u;
     ivec2 q = ivec2(int(tile & 0xFFFFu) * 16, int(tile >> 16) * 16) + ivec2(gl_LocalInvocationID.xy);
-    if (q.x >= pc.width || q.y >= pc.height) return;
-
-    bool damaged = false;
-    for (int i = 0; i < pc.damageCount && !damaged; i++) damaged = inRect(q, pc.damageOffset + i * 4);
-    if (!damaged) return;
-
+    bool inside = q.x < pc.width && q.y < pc.height;
     uint index = uint(q.y) * uint(pc.width) + uint(q.x);
-    uvec4 c = unpackBytes(tgt.px[index]);
 
-    for (int k = pc.callStart; k < pc.callEnd; k++)
+    uint c = 0u;
+    if (load && inside) c = tgt.px[index];
+    bool drawn = false;
+
+    for (int e = entryStart; e < entryEnd; e++)
     {
-        int o = pc.callOffset + k * CALL_WORDS;
-        if (!inRect(q, o + 2)) continue; // the call's visible bounds
-        int clipStart = prm.p[o + 6], clipEnd = clipStart + prm.p[o + 7];
-        bool clipped = true;
-        for (int j = clipStart; j < clipEnd && clipped; j++) clipped = !inRect(q, j * 4);
-        if (clipped) continue;
-
-        int flags = prm.p[o];
-        if ((flags & F_TEXTURE) == 0)
+        uint head = word(e * 4);
+        int k = int(head & 0xFFFFu);
+        bool covered = inside;
+        if ((head & 0x80000000u) == 0u)
         {
-            c = over(unpackBytes(uint(prm.p[o + 1])), c);
-            continue;
+            bool hit = false;
+            int pieceEnd = int(word(e * 4 + 2));
+            for (int j = int(word(e * 4 + 1)); j < pieceEnd; j++)
+            {
+                int o = j * 4;
+                hit = hit || (q.x >= int(word(o)) && q.y >= int(word(o + 1)) && q.x < int(word(o + 2)) && q.y < int(word(o + 3)));
+            }
+            covered = covered && hit;
         }
-        int sx = (flags & F_SCALED_X) != 0 ? prm.p[prm.p[o + 8] + q.x - prm.p[o + 2]] : q.x + prm.p[o + 8];
-        int sy = (flags & F_SCALED_Y) != 0 ? prm.p[prm.p[o + 9] + q.y - prm.p[o + 3]] : q.y + prm.p[o + 9];
-        uint word = uint(prm.p[o + 10]) + uint(sy) * uint(prm.p[o + 11]) + uint(sx);
-        int slot = (flags >> 16) & 0xFF;
-        uvec4 s = unpackBytes(tex[slot].d[word]);
-        uint dim = uint(prm.p[o + 1]);
-        int srcLayout = (flags >> 8) & 0xFF;
-        if (srcLayout == LAYOUT_PREMULTIPLIED)
-        {
-            c = over(dimmed(s, dim), c);
-        }
-        else
-        {
-            // bytes b0..b3 as read from memory → B, G, R
-            uvec3 bgr = srcLayout == LAYOUT_XRGB ? s.wzy : srcLayout == LAYOUT_RGBX ? s.zyx : srcLayout == LAYOUT_XBGR ? s.yzw : s.xyz;
-            c = dimmed(uvec4(bgr, 255u), dim);
-        }
+        uvec4 a = calls[k * 2], b = calls[k * 2 + 1];
+        // pixels the call does not draw still compute (masked lanes): clamped into its bounds, their reads stay in range
+        ivec2 p = clamp(q, ivec2(b.z & 0xFFFFu, b.w & 0xFFFFu), ivec2(b.z >> 16, b.w >> 16) - 1);
+        uint flags = a.x;
+        // source coordinate: table entry (scaled axis) or offset (1:1 axis)
+        int sx = (flags & F_SCALED_X) != 0u ? int(word(int(a.z) + p.x)) : p.x + int(a.z);
+        int sy = (flags & F_SCALED_Y) != 0u ? int(word(int(a.w) + p.y)) : p.y + int(a.w);
+        bool isTexture = (flags & F_TEXTURE) != 0u;
+        // fills read word 0 of slot 0 (always bound) and ignore it
+        uint w = tex[(flags >> 16) & 0xFFu].d[isTexture ? b.x + uint(sy) * b.y + uint(sx) : 0u];
+        // layout → BGRA word: bytes shifted down (Xrgb, Xbgr), R and B swapped (Xrgb, Rgbx), alpha
+        // forced to 255 (opaque layouts); the per-call choice is in flags bits 24..31
+        uint srcLayout = (flags >> 8) & 0xFFu;
+        w >>= (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_XBGR) ? 8u : 0u;
+        uint swapped = (w & 0xFF00FF00u) | ((w >> 16) & 0xFFu) | ((w & 0xFFu) << 16);
+        w = (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_RGBX) ? swapped : w;
+        w |= srcLayout == LAYOUT_PREMULTIPLIED ? 0u : 0xFF000000u;
+        // colour channels times dim/255 (255 leaves them unchanged), alpha kept
+        w = (mul255x2(w & 0x00FF00FFu, a.y & 0xFFu) | (mul255x2((w >> 8) & 0x00FF00FFu, a.y & 0xFFu) << 8) & 0x0000FF00u) | (w & 0xFF000000u);
+        uint s = isTexture ? w : a.y;
+        // premultiplied source-over, each channel s + d·(255 − sa)/255, saturating
+        uint inv = 255u - (s >> 24);
+        uint lo = (s & 0x00FF00FFu) + mul255x2(c & 0x00FF00FFu, inv);
+        uint hi = ((s >> 8) & 0x00FF00FFu) + mul255x2((c >> 8) & 0x00FF00FFu, inv);
+        lo = (lo | (((lo >> 8) & 0x00010001u) * 0xFFu)) & 0x00FF00FFu;
+        hi = (hi | (((hi >> 8) & 0x00010001u) * 0xFFu)) & 0x00FF00FFu;
+        uint o = lo | (hi << 8);
+        c = covered ? o : c;
+        drawn = drawn || covered;
     }
-    tgt.px[index] = packBytes(c);
+    if (drawn) tgt.px[index] = c;
 }

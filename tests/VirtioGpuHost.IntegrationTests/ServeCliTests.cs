@@ -206,6 +206,48 @@ public sealed class ServeCliTests : IDisposable
     }
 
     [Fact]
+    public void Serve_TwoVms_EveryLineOfAVmsConnectionAndDeviceCarriesItsName()
+    {
+        var path = _dir.File("layout.toml");
+        File.WriteAllText(path, Layout(swapped: false));
+        using var server = new Server("serve", "--config", path, "--no-control", "--verbose");
+        Assert.True(server.WaitForLog("vm \"two\" (normal): listening", TimeSpan.FromSeconds(60)), server.Log);
+        using (var one = GuestAnimation.Start(_dir.File("one.sock"), new SolidScene(0xFFD50000), new() { Name = "one" }))
+        using (var two = GuestAnimation.Start(_dir.File("two.sock"), new SolidScene(0xFF00C853), new() { Name = "two" }))
+        {
+            Assert.True(one.WaitStarted(TimeSpan.FromSeconds(20)), one.Error);
+            Assert.True(two.WaitStarted(TimeSpan.FromSeconds(20)), two.Error);
+            Assert.True(server.WaitForLog("[vm=two] watchdog: vm \"two\": NoSignal -> Live", TimeSpan.FromSeconds(20)), server.Log);
+        }
+        Assert.True(server.WaitForLog("two #1: connection closed", TimeSpan.FromSeconds(20)), server.Log);
+        Assert.True(server.WaitForLog("one #1: connection closed", TimeSpan.FromSeconds(20)), server.Log);
+
+        // "HH:mm:ss.fff level: Category[id] [vm=NAME] message", one line per event.
+        var line = new System.Text.RegularExpressions.Regex(@"^\d\d:\d\d:\d\d\.\d{3} (\w{4}): (\S+)\[\d+\]( \[vm=(\w+)\])? (.*)$");
+        var counts = new Dictionary<string, int> { ["one"] = 0, ["two"] = 0 };
+        foreach (var text in server.Log.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var m = line.Match(text.TrimEnd('\r'));
+            Assert.True(m.Success, $"not one line per event: \"{text}\"");
+            string category = m.Groups[2].Value, vm = m.Groups[4].Value, message = m.Groups[5].Value;
+            // The device, vhost-user and back-end lines all come from a VM's connection or listener.
+            bool deviceSide = category is "VirtioGpuHost.Backend" or "VirtioGpuHost.VhostUser" or "VirtioGpuHost.Gpu" || category.StartsWith("VirtioGpuHost.Device", StringComparison.Ordinal);
+            if (deviceSide) Assert.True(vm.Length > 0, $"a device line without its VM: \"{text}\"");
+            foreach (var name in counts.Keys)
+            {
+                bool about = message.StartsWith(name + " #", StringComparison.Ordinal) || message.Contains($"vm \"{name}\"", StringComparison.Ordinal) || message.Contains($"/{name}.sock", StringComparison.Ordinal);
+                if (!about || (vm.Length == 0 && category == "virtio-gpu-host")) continue; // the runner's own summary lines name the VM in their text
+                Assert.True(vm == name, $"a line about vm {name} carries [vm={vm}]: \"{text}\"");
+                counts[name]++;
+            }
+        }
+        // Each VM: listening, connected, the vhost-user setup, its device, the watchdog, closed.
+        Assert.True(counts.Values.All(c => c >= 10), string.Join(", ", counts) + "\n" + server.Log);
+        Assert.Contains("[vm=one] one #1: front-end connected", server.Log);
+        Assert.Contains("[vm=two] two #1: front-end connected", server.Log);
+    }
+
+    [Fact]
     public void Demo_RunsFourVmsForAWhile_WritesSnapshots_AndTheWatchdogCatchesTheFreezingApp()
     {
         var outDir = _dir.File("demo");

@@ -19,7 +19,7 @@ internal static unsafe partial class GlfwNative
     // ---- GLFW constants (glfw3.h) ----
     public const int Focused = 0x00020001, Resizable = 0x00020003, Visible = 0x00020004, Decorated = 0x00020005, AutoIconify = 0x00020006;
     public const int RedBits = 0x00021001, GreenBits = 0x00021002, BlueBits = 0x00021003, RefreshRate = 0x0002100F, DoubleBuffer = 0x00021010;
-    public const int ClientApi = 0x00022001, OpenGlApi = 0x00030001;
+    public const int ClientApi = 0x00022001, OpenGlApi = 0x00030001, NoApi = 0;
     public const int CursorMode = 0x00033001, CursorHidden = 0x00034002;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -49,6 +49,28 @@ internal static unsafe partial class GlfwNative
     [LibraryImport(Glfw, EntryPoint = "glfwGetPrimaryMonitor")] public static partial nint GetPrimaryMonitor();
     [LibraryImport(Glfw, EntryPoint = "glfwGetVideoMode")] private static partial VideoMode* glfwGetVideoMode(nint monitor);
     [LibraryImport(Glfw, EntryPoint = "glfwSetWindowRefreshCallback")] private static partial nint glfwSetWindowRefreshCallback(nint window, delegate* unmanaged[Cdecl]<nint, void> callback);
+
+    [LibraryImport(Glfw, EntryPoint = "glfwGetRequiredInstanceExtensions")] private static partial byte** glfwGetRequiredInstanceExtensions(uint* count);
+    [LibraryImport(Glfw, EntryPoint = "glfwCreateWindowSurface")] private static partial int glfwCreateWindowSurface(nint instance, nint window, nint allocator, ulong* surface);
+
+    /// <summary>The Vulkan instance extensions GLFW needs for window surfaces; null when GLFW found no Vulkan loader.</summary>
+    public static string[]? RequiredInstanceExtensions()
+    {
+        uint count;
+        byte** names = glfwGetRequiredInstanceExtensions(&count);
+        if (names is null) return null;
+        var result = new string[count];
+        for (int i = 0; i < count; i++) result[i] = Marshal.PtrToStringUTF8((nint)names[i]) ?? "";
+        return result;
+    }
+
+    /// <summary>glfwCreateWindowSurface for a window made with ClientApi = NoApi: the VkResult and the VkSurfaceKHR.</summary>
+    public static (int Result, ulong Surface) CreateWindowSurface(nint instance, nint window)
+    {
+        ulong surface = 0;
+        int r = glfwCreateWindowSurface(instance, window, 0, &surface);
+        return (r, surface);
+    }
 
     /// <summary>glfwInit with <paramref name="display"/> as DISPLAY for the call only (null: the process's DISPLAY).</summary>
     public static bool Init(string? display, out string? error)

@@ -21,6 +21,9 @@ internal sealed unsafe class GpuBuffer
 
     internal Buffer Handle { get; }
     internal DeviceMemory Memory { get; }
+
+    /// <summary>The R32_UINT texel view the shader reads it through (VulkanDevice creates it on first use).</summary>
+    internal BufferView View { get; set; }
     public ulong Size { get; }
 
     /// <summary>The host address of the memory (mapped or imported); 0 once freed.</summary>

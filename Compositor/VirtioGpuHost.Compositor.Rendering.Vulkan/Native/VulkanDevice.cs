@@ -4,11 +4,11 @@ using Buffer = Silk.NET.Vulkan.Buffer;
 
 namespace VirtioGpuHost.Compositor.Rendering.Vulkan.Native;
 
-/// <summary>One compute dispatch of a pass: calls [CallStart, CallEnd) reading the textures in Slots.</summary>
-internal readonly record struct DispatchChunk(int CallStart, int CallEnd, GpuBuffer[] Slots, int SlotCount);
+/// <summary>One compute dispatch of a pass: TileCount tile records at word TileOffset, its calls (the uniform block) at word CallOffset, reading the textures in Slots (see shaders/vulkan/composite.comp).</summary>
+internal readonly record struct DispatchChunk(int TileOffset, int TileCount, int CallOffset, GpuBuffer[] Slots, int SlotCount);
 
-/// <summary>Where the parts of a pass's parameter words start (see shaders/vulkan/composite.comp).</summary>
-internal readonly record struct PassLayout(int Width, int Height, int DamageOffset, int DamageCount, int TileOffset, int TileCount, int CallOffset);
+/// <summary>The pass's target size.</summary>
+internal readonly record struct PassLayout(int Width, int Height);
 
 /// <summary>
 /// Every Vulkan call of the renderer (Silk.NET.Vulkan; extension entry points through
@@ -29,6 +29,8 @@ internal sealed unsafe class VulkanDevice : IDisposable
     private Device _device;
     private Queue _queue;
     private uint _queueFamily;
+    private PhysicalDevice _physical;
+    private IReadOnlyList<string> _wantedInstanceExtensions = [];
     private PhysicalDeviceMemoryProperties _memory;
     private delegate* unmanaged<Device, ExternalMemoryHandleTypeFlags, void*, MemoryHostPointerPropertiesEXT*, Result> _getHostPointerProperties;
     private ShaderModule _shader;
@@ -75,7 +77,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
         }
     }
 
-    public static VulkanDevice? TryCreate(ReadOnlySpan<byte> spirv, string? preferredDevice, out string reason)
+    public static VulkanDevice? TryCreate(ReadOnlySpan<byte> spirv, string? preferredDevice, out string reason, IReadOnlyList<string>? instanceExtensions = null)
     {
         Vk vk;
         try
@@ -87,7 +89,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
             reason = $"no Vulkan loader (libvulkan.so.1): {e.GetType().Name}: {e.Message}";
             return null;
         }
-        var device = new VulkanDevice(vk);
+        var device = new VulkanDevice(vk) { _wantedInstanceExtensions = instanceExtensions ?? [] };
         try
         {
             reason = device.Initialise(spirv, preferredDevice);
@@ -107,11 +109,25 @@ internal sealed unsafe class VulkanDevice : IDisposable
         try
         {
             var app = new ApplicationInfo { SType = StructureType.ApplicationInfo, PApplicationName = appName, ApiVersion = Vk.Version12 };
-            var ici = new InstanceCreateInfo { SType = StructureType.InstanceCreateInfo, PApplicationInfo = &app };
-            Instance instance;
-            var r = _vk.CreateInstance(&ici, null, &instance);
-            if (r != Result.Success) return $"vkCreateInstance failed: {r}";
-            _instance = instance;
+            var instanceExts = AvailableInstanceExtensions(_wantedInstanceExtensions);
+            var ppInstExt = (byte**)SilkMarshal.StringArrayToPtr(instanceExts);
+            try
+            {
+                var ici = new InstanceCreateInfo
+                {
+                    SType = StructureType.InstanceCreateInfo, PApplicationInfo = &app,
+                    EnabledExtensionCount = (uint)instanceExts.Length, PpEnabledExtensionNames = ppInstExt,
+                };
+                Instance instance;
+                var r = _vk.CreateInstance(&ici, null, &instance);
+                if (r != Result.Success) return $"vkCreateInstance failed: {r}";
+                _instance = instance;
+                InstanceExtensions = instanceExts;
+            }
+            finally
+            {
+                SilkMarshal.Free((nint)ppInstExt);
+            }
         }
         finally
         {
@@ -155,6 +171,8 @@ internal sealed unsafe class VulkanDevice : IDisposable
         PhysicalDeviceFeatures features;
         _vk.GetPhysicalDeviceFeatures(pd, &features);
         if (!features.ShaderStorageBufferArrayDynamicIndexing) return "no shaderStorageBufferArrayDynamicIndexing";
+        // the shader reads its parameters through an R32_UINT uniform texel buffer (gathers on lavapipe)
+        if (props.Limits.MaxUniformBufferRange < 65536) return $"uniform buffers limited to {props.Limits.MaxUniformBufferRange} bytes";
 
         uint qn = 0;
         _vk.GetPhysicalDeviceQueueFamilyProperties(pd, &qn, null);
@@ -167,12 +185,16 @@ internal sealed unsafe class VulkanDevice : IDisposable
         _vk.EnumerateDeviceExtensionProperties(pd, (byte*)null, &en, null);
         var exts = new ExtensionProperties[en];
         fixed (ExtensionProperties* pe = exts) _vk.EnumerateDeviceExtensionProperties(pd, (byte*)null, &en, pe);
-        bool hostImport = false;
+        bool hostImport = false, swapchain = false;
         for (int i = 0; i < en; i++)
         {
             var e = exts[i];
-            if (SilkMarshal.PtrToString((nint)e.ExtensionName) == "VK_EXT_external_memory_host") hostImport = true;
+            string? extName = SilkMarshal.PtrToString((nint)e.ExtensionName);
+            if (extName == "VK_EXT_external_memory_host") hostImport = true;
+            if (extName == "VK_KHR_swapchain") swapchain = true;
         }
+        // Window presentation (VulkanPresenter): only when the instance has VK_KHR_surface.
+        swapchain &= InstanceExtensions.Contains("VK_KHR_surface");
         ulong alignment = 0;
         if (hostImport)
         {
@@ -186,7 +208,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
         float priority = 1f;
         var qci = new DeviceQueueCreateInfo { SType = StructureType.DeviceQueueCreateInfo, QueueFamilyIndex = (uint)family, QueueCount = 1, PQueuePriorities = &priority };
         var enable = new PhysicalDeviceFeatures { ShaderStorageBufferArrayDynamicIndexing = true };
-        var extNames = hostImport ? new[] { "VK_EXT_external_memory_host" } : [];
+        var extNames = (hostImport ? new[] { "VK_EXT_external_memory_host" } : []).Concat(swapchain ? ["VK_KHR_swapchain"] : Array.Empty<string>()).ToArray();
         var ppExt = (byte**)SilkMarshal.StringArrayToPtr(extNames);
         try
         {
@@ -205,13 +227,15 @@ internal sealed unsafe class VulkanDevice : IDisposable
             SilkMarshal.Free((nint)ppExt);
         }
         _queueFamily = (uint)family;
+        _physical = pd;
+        SwapchainEnabled = swapchain;
         Queue queue;
         _vk.GetDeviceQueue(_device, _queueFamily, 0, &queue);
         _queue = queue;
         PhysicalDeviceMemoryProperties memory;
         _vk.GetPhysicalDeviceMemoryProperties(pd, &memory);
         _memory = memory;
-        MaxBufferRange = props.Limits.MaxStorageBufferRange;
+        MaxBufferRange = Math.Min(props.Limits.MaxStorageBufferRange, (ulong)props.Limits.MaxTexelBufferElements * 4);
         if (hostImport)
         {
             _getHostPointerProperties = (delegate* unmanaged<Device, ExternalMemoryHandleTypeFlags, void*, MemoryHostPointerPropertiesEXT*, Result>)
@@ -233,11 +257,12 @@ internal sealed unsafe class VulkanDevice : IDisposable
             Check(_vk.CreateShaderModule(_device, &smci, null, &module), "vkCreateShaderModule");
             _shader = module;
         }
-        var bindings = stackalloc DescriptorSetLayoutBinding[3];
+        var bindings = stackalloc DescriptorSetLayoutBinding[4];
         bindings[0] = new DescriptorSetLayoutBinding { Binding = 0, DescriptorType = DescriptorType.StorageBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
-        bindings[1] = new DescriptorSetLayoutBinding { Binding = 1, DescriptorType = DescriptorType.StorageBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
+        bindings[1] = new DescriptorSetLayoutBinding { Binding = 1, DescriptorType = DescriptorType.UniformTexelBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
         bindings[2] = new DescriptorSetLayoutBinding { Binding = 2, DescriptorType = DescriptorType.StorageBuffer, DescriptorCount = MaxTextures, StageFlags = ShaderStageFlags.ComputeBit };
-        var dslci = new DescriptorSetLayoutCreateInfo { SType = StructureType.DescriptorSetLayoutCreateInfo, BindingCount = 3, PBindings = bindings };
+        bindings[3] = new DescriptorSetLayoutBinding { Binding = 3, DescriptorType = DescriptorType.UniformBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
+        var dslci = new DescriptorSetLayoutCreateInfo { SType = StructureType.DescriptorSetLayoutCreateInfo, BindingCount = 4, PBindings = bindings };
         DescriptorSetLayout setLayout;
         Check(_vk.CreateDescriptorSetLayout(_device, &dslci, null, &setLayout), "vkCreateDescriptorSetLayout");
         _setLayout = setLayout;
@@ -259,8 +284,11 @@ internal sealed unsafe class VulkanDevice : IDisposable
         {
             SilkMarshal.Free((nint)main);
         }
-        var size = new DescriptorPoolSize(DescriptorType.StorageBuffer, 64 * (MaxTextures + 2));
-        var dpci = new DescriptorPoolCreateInfo { SType = StructureType.DescriptorPoolCreateInfo, MaxSets = 64, PoolSizeCount = 1, PPoolSizes = &size };
+        var sizes = stackalloc DescriptorPoolSize[3];
+        sizes[0] = new DescriptorPoolSize(DescriptorType.StorageBuffer, 64 * (MaxTextures + 1));
+        sizes[1] = new DescriptorPoolSize(DescriptorType.UniformTexelBuffer, 64);
+        sizes[2] = new DescriptorPoolSize(DescriptorType.UniformBuffer, 64);
+        var dpci = new DescriptorPoolCreateInfo { SType = StructureType.DescriptorPoolCreateInfo, MaxSets = 64, PoolSizeCount = 3, PPoolSizes = sizes };
         DescriptorPool pool;
         Check(_vk.CreateDescriptorPool(_device, &dpci, null, &pool), "vkCreateDescriptorPool");
         _pool = pool;
@@ -295,7 +323,8 @@ internal sealed unsafe class VulkanDevice : IDisposable
     {
         size = Math.Max(16, (size + 15) & ~15UL);
         if (size > MaxBufferRange) throw new ArgumentOutOfRangeException(nameof(size), size, $"above the device's storage buffer range {MaxBufferRange}");
-        var bci = new BufferCreateInfo { SType = StructureType.BufferCreateInfo, Size = size, Usage = BufferUsageFlags.StorageBufferBit, SharingMode = SharingMode.Exclusive };
+        // Transfer source too: a window presenter copies a target straight into a swapchain image.
+        var bci = new BufferCreateInfo { SType = StructureType.BufferCreateInfo, Size = size, Usage = BufferUsageFlags.StorageBufferBit | BufferUsageFlags.UniformTexelBufferBit | BufferUsageFlags.UniformBufferBit | BufferUsageFlags.TransferSrcBit, SharingMode = SharingMode.Exclusive };
         Buffer buffer;
         Check(_vk.CreateBuffer(_device, &bci, null, &buffer), "vkCreateBuffer");
         MemoryRequirements req;
@@ -391,6 +420,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
     private void FreeLocked(GpuBuffer buffer)
     {
         // Destroying objects is allowed on a lost device; nothing is in flight (passes wait).
+        if (buffer.View.Handle != 0) _vk.DestroyBufferView(_device, buffer.View, null);
         _vk.DestroyBuffer(_device, buffer.Handle, null);
         _vk.FreeMemory(_device, buffer.Memory, null);
         buffer.MarkFreed();
@@ -445,24 +475,25 @@ internal sealed unsafe class VulkanDevice : IDisposable
                 _sets.Add(set);
             }
             var infos = stackalloc DescriptorBufferInfo[MaxTextures + 2];
-            var writes = stackalloc WriteDescriptorSet[3];
+            var view = stackalloc BufferView[1];
+            var writes = stackalloc WriteDescriptorSet[4];
             for (int c = 0; c < chunks.Length; c++)
             {
                 infos[0] = new DescriptorBufferInfo(target.Handle, 0, Vk.WholeSize);
-                infos[1] = new DescriptorBufferInfo(_params.Handle, 0, Vk.WholeSize);
+                ulong callBytes = (ulong)chunks[c].CallOffset * 4;
+                infos[1] = new DescriptorBufferInfo(_params.Handle, callBytes, Math.Min(65536UL, _params.Size - callBytes));
+                view[0] = TexelView(_params);
                 for (int s = 0; s < MaxTextures; s++)
                 {
                     var b = s < chunks[c].SlotCount ? chunks[c].Slots[s] : _dummy!;
                     if (b.IsFreed) throw new ObjectDisposedException("texture");
                     infos[2 + s] = new DescriptorBufferInfo(b.Handle, 0, Vk.WholeSize);
                 }
-                for (uint w = 0; w < 3; w++)
-                    writes[w] = new WriteDescriptorSet
-                    {
-                        SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = w, DescriptorCount = w == 2 ? MaxTextures : 1u,
-                        DescriptorType = DescriptorType.StorageBuffer, PBufferInfo = infos + w,
-                    };
-                _vk.UpdateDescriptorSets(_device, 3, writes, 0, null);
+                writes[0] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 0, DescriptorCount = 1, DescriptorType = DescriptorType.StorageBuffer, PBufferInfo = infos };
+                writes[1] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 1, DescriptorCount = 1, DescriptorType = DescriptorType.UniformTexelBuffer, PTexelBufferView = view };
+                writes[2] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 2, DescriptorCount = MaxTextures, DescriptorType = DescriptorType.StorageBuffer, PBufferInfo = infos + 2 };
+                writes[3] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 3, DescriptorCount = 1, DescriptorType = DescriptorType.UniformBuffer, PBufferInfo = infos + 1 };
+                _vk.UpdateDescriptorSets(_device, 4, writes, 0, null);
             }
 
             Check(_vk.ResetCommandBuffer(_commands, 0), "vkResetCommandBuffer");
@@ -471,7 +502,6 @@ internal sealed unsafe class VulkanDevice : IDisposable
             var toHost = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.HostWriteBit, DstAccessMask = AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit };
             _vk.CmdPipelineBarrier(_commands, PipelineStageFlags.HostBit, PipelineStageFlags.ComputeShaderBit, 0, 1, &toHost, 0, null, 0, null);
             _vk.CmdBindPipeline(_commands, PipelineBindPoint.Compute, _pipeline);
-            uint groupsX = (uint)Math.Min(layout.TileCount, 65535), groupsY = (uint)((layout.TileCount + 65534) / 65535);
             var constants = stackalloc int[9];
             for (int c = 0; c < chunks.Length; c++)
             {
@@ -484,14 +514,10 @@ internal sealed unsafe class VulkanDevice : IDisposable
                 _vk.CmdBindDescriptorSets(_commands, PipelineBindPoint.Compute, _pipelineLayout, 0, 1, &set, 0, null);
                 constants[0] = layout.Width;
                 constants[1] = layout.Height;
-                constants[2] = layout.DamageOffset;
-                constants[3] = layout.DamageCount;
-                constants[4] = layout.TileOffset;
-                constants[5] = layout.TileCount;
-                constants[6] = layout.CallOffset;
-                constants[7] = chunks[c].CallStart;
-                constants[8] = chunks[c].CallEnd;
+                constants[2] = chunks[c].TileOffset;
+                constants[3] = chunks[c].TileCount;
                 _vk.CmdPushConstants(_commands, _pipelineLayout, ShaderStageFlags.ComputeBit, 0, 9 * 4, constants);
+                uint groupsX = (uint)Math.Min(chunks[c].TileCount, 65535), groupsY = (uint)((chunks[c].TileCount + 65534) / 65535);
                 _vk.CmdDispatch(_commands, groupsX, groupsY, 1);
             }
             var done = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.ShaderWriteBit, DstAccessMask = AccessFlags.HostReadBit };
@@ -507,6 +533,56 @@ internal sealed unsafe class VulkanDevice : IDisposable
             Check(wait, "vkWaitForFences");
             Check(_vk.ResetFences(_device, 1, &fence), "vkResetFences");
         }
+    }
+
+    // ---- window presentation (VulkanPresenter, Native/VulkanSwapchain.cs) ----
+
+    internal Vk Api => _vk;
+    internal Instance InstanceHandle => _instance;
+    internal PhysicalDevice PhysicalDeviceHandle => _physical;
+    internal Device DeviceHandle => _device;
+    internal Queue QueueHandle => _queue;
+    internal uint QueueFamily => _queueFamily;
+
+    /// <summary>Held around every use of the queue (submits, presents) and while a pass runs.</summary>
+    internal Lock Gate => _gate;
+
+    /// <summary>The instance extensions enabled (those asked for in the options that the loader has).</summary>
+    internal IReadOnlyList<string> InstanceExtensions { get; private set; } = [];
+
+    /// <summary>VK_KHR_swapchain is enabled on the device (asked for through VK_KHR_surface on the instance).</summary>
+    internal bool SwapchainEnabled { get; private set; }
+
+    /// <summary>Raised at the start of <see cref="Dispose"/>: presenters free their swapchains and surfaces.</summary>
+    internal event Action? Disposing;
+
+    internal int FindMemoryType(uint bits, MemoryPropertyFlags required, MemoryPropertyFlags preferred) => MemoryType(bits, required, preferred);
+
+    private string[] AvailableInstanceExtensions(IReadOnlyList<string> wanted)
+    {
+        if (wanted.Count == 0) return [];
+        uint n = 0;
+        _vk.EnumerateInstanceExtensionProperties((byte*)null, &n, null);
+        var props = new ExtensionProperties[n];
+        fixed (ExtensionProperties* p = props) _vk.EnumerateInstanceExtensionProperties((byte*)null, &n, p);
+        var have = new HashSet<string>();
+        for (int i = 0; i < n; i++)
+        {
+            var e = props[i];
+            if (SilkMarshal.PtrToString((nint)e.ExtensionName) is { } name) have.Add(name);
+        }
+        return wanted.Where(have.Contains).Distinct().ToArray();
+    }
+
+    /// <summary>The buffer's R32_UINT texel view (created on first use, destroyed with the buffer).</summary>
+    private BufferView TexelView(GpuBuffer buffer)
+    {
+        if (buffer.View.Handle != 0) return buffer.View;
+        var bvci = new BufferViewCreateInfo { SType = StructureType.BufferViewCreateInfo, Buffer = buffer.Handle, Format = Format.R32Uint, Offset = 0, Range = Vk.WholeSize };
+        BufferView view;
+        Check(_vk.CreateBufferView(_device, &bvci, null, &view), "vkCreateBufferView");
+        buffer.View = view;
+        return view;
     }
 
     // ---- errors ----
@@ -540,6 +616,8 @@ internal sealed unsafe class VulkanDevice : IDisposable
 
     public void Dispose()
     {
+        // Window presenters first: their swapchains and surfaces must go before the device and instance.
+        if (!_disposed) Disposing?.Invoke();
         lock (_gate)
         {
             if (_disposed) return;
