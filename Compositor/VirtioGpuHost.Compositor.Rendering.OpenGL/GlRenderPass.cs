@@ -21,31 +21,28 @@ public sealed class GlRenderPass : IRenderPass
     private bool _open;
 
     // Submit's scratch, kept between frames.
-    private readonly List<GpuCall> _calls = [];
-    private readonly List<GlTexture?> _callTextures = [];
+    private const int Tile = GlRenderer.TileSize, CallWords = 8, EntryFull = unchecked((int)0x80000000);
+    private const int FlagTexture = 1, FlagScaledX = 4, FlagScaledY = 8;
+    private int[] _words = new int[4096];
+    private int _wordCount;
     private readonly List<RectI> _pieces = [];
-    private readonly List<int> _tables = [];
-    private readonly List<TileOrigin> _tiles = [];
-    private bool[] _tileMarks = [];
+    private int[] _pieceStart = [];
+    private readonly List<Entry> _entries = [];
+    private Entry[] _sorted = [];
+    private int[] _tileStamp = [], _tileCounts = [], _tileStarts = [];
+    private bool[] _tileFull = [];
+    private int _stamp;
+    private readonly List<Chunk> _chunks = [];
+    private readonly Dictionary<GlTexture, int> _slotOf = [];
+
+    private record struct Entry(int Tile, int Call, bool Full, bool Opaque, int PieceStart, int PieceEnd);
+
+    /// <summary>One dispatch: its calls at <c>CallWord</c> (uniform block), its tile records, its textures.</summary>
+    private record struct Chunk(int CallWord, int TileOffset, int TileCount, GlTexture?[] Slots, int SlotCount);
 
     internal GlRenderPass(GlRenderTarget target) => _target = target;
 
     private record struct Op(GlTexture? Texture, RectI Source, RectI Destination, RectI Visible, uint Color, byte Dim, int ClipStart, int ClipCount);
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct GpuCall
-    {
-        public int X0, Y0, X1, Y1;
-        public int Kind, Slot, Layout;
-        public uint Dim, Color;
-        public int PieceStart, PieceCount, TableX, TableY, Occludes, OffsetX, OffsetY;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private record struct TileOrigin(int X, int Y);
-
-    [StructLayout(LayoutKind.Sequential)]
-    private record struct GpuRect(int X0, int Y0, int X1, int Y1);
 
     internal void Begin(Region damage)
     {
@@ -127,8 +124,7 @@ public sealed class GlRenderPass : IRenderPass
                     ObjectDisposedException.ThrowIf(tex.IsDisposed, tex);
                     CheckSource(tex, op.Source); // the texture may have been resized since the call
                 }
-            Prepare();
-            if (_calls.Count == 0) return;
+            if (!Build()) return;
             using var scope = owner.Enter();
             ObjectDisposedException.ThrowIf(_target.IsDisposed, _target);
             Dispatch(owner);
@@ -137,158 +133,258 @@ public sealed class GlRenderPass : IRenderPass
         finally
         {
             _ops.Clear();
-            _callTextures.Clear();
+            foreach (var c in _chunks) Array.Clear(c.Slots);
+            _chunks.Clear();
             _open = false;
         }
     }
 
-    /// <summary>Pieces, tables and tiles of every call that draws something.</summary>
-    private void Prepare()
+    /// <summary>
+    /// Writes the parameter words and the dispatch chunks; false when nothing can change. Per chunk
+    /// (≤ <see cref="GlRenderer.MaxTexturesPerBatch"/> textures, ≤ <see cref="GlRenderer.MaxCallsPerBatch"/>
+    /// calls): the calls (aligned for the uniform block), their pieces (clip ∩ damage) and source
+    /// tables, then the calls binned per 16x16 tile (entries: the calls touching the tile, flagged
+    /// when one piece holds it whole), culled under the topmost opaque whole-tile call, then one
+    /// record per tile that has entries.
+    /// </summary>
+    private bool Build()
     {
-        _calls.Clear();
-        _callTextures.Clear();
-        _pieces.Clear();
-        _tables.Clear();
-        _tiles.Clear();
+        _wordCount = 0;
+        _chunks.Clear();
+        if (_damage.Count == 0 || _ops.Count == 0) return false;
         var size = _target.Size;
-        int tilesX = (size.Width + GlRenderer.TileSize - 1) / GlRenderer.TileSize, tilesY = (size.Height + GlRenderer.TileSize - 1) / GlRenderer.TileSize;
-        if (_tileMarks.Length < tilesX * tilesY) _tileMarks = new bool[tilesX * tilesY];
-        foreach (var op in _ops)
+        int tilesX = (size.Width + Tile - 1) / Tile, tilesY = (size.Height + Tile - 1) / Tile;
+        if (_tileStamp.Length < tilesX * tilesY)
         {
-            int pieceStart = _pieces.Count;
-            int x0 = int.MaxValue, y0 = int.MaxValue, x1 = int.MinValue, y1 = int.MinValue;
-            for (int i = 0; i < op.ClipCount; i++)
-            {
-                var clip = _clips[op.ClipStart + i];
+            _tileStamp = new int[tilesX * tilesY];
+            _tileFull = new bool[tilesX * tilesY];
+            _tileCounts = new int[tilesX * tilesY + 1];
+        }
+
+        _pieces.Clear();
+        if (_pieceStart.Length < _ops.Count + 1) _pieceStart = new int[_ops.Count * 2 + 1];
+        for (int i = 0; i < _ops.Count; i++)
+        {
+            var op = _ops[i];
+            _pieceStart[i] = _pieces.Count;
+            for (int c = 0; c < op.ClipCount; c++)
                 foreach (var d in _damage)
                 {
-                    var r = clip.Intersect(d);
-                    if (r.IsEmpty) continue;
-                    _pieces.Add(r);
-                    (x0, y0, x1, y1) = (Math.Min(x0, r.X), Math.Min(y0, r.Y), Math.Max(x1, r.Right), Math.Max(y1, r.Bottom));
-                    for (int ty = r.Y / GlRenderer.TileSize; ty <= (r.Bottom - 1) / GlRenderer.TileSize; ty++)
-                        for (int tx = r.X / GlRenderer.TileSize; tx <= (r.Right - 1) / GlRenderer.TileSize; tx++)
-                        {
-                            ref bool mark = ref _tileMarks[ty * tilesX + tx];
-                            if (mark) continue;
-                            mark = true;
-                            _tiles.Add(new TileOrigin(tx * GlRenderer.TileSize, ty * GlRenderer.TileSize));
-                        }
+                    var r = _clips[op.ClipStart + c].Intersect(d);
+                    if (!r.IsEmpty) _pieces.Add(r);
                 }
-            }
-            if (_pieces.Count == pieceStart) continue;
-            var call = new GpuCall { X0 = x0, Y0 = y0, X1 = x1, Y1 = y1, PieceStart = pieceStart, PieceCount = _pieces.Count - pieceStart, Dim = op.Dim };
-            if (op.Texture is not { } tex)
+        }
+        _pieceStart[_ops.Count] = _pieces.Count;
+        if (_pieces.Count == 0) return false;
+
+        int first = 0;
+        while (first < _ops.Count)
+        {
+            _slotOf.Clear();
+            var slots = new GlTexture?[GlRenderer.MaxTexturesPerBatch];
+            int end = first, calls = 0;
+            for (; end < _ops.Count && calls < GlRenderer.MaxCallsPerBatch; end++)
             {
-                call.Kind = 0;
-                call.Color = op.Color;
-                call.Occludes = op.Color >> 24 == 255 ? 1 : 0;
+                if (_pieceStart[end] == _pieceStart[end + 1]) continue;
+                if (_ops[end].Texture is { } t && !_slotOf.ContainsKey(t))
+                {
+                    if (_slotOf.Count == GlRenderer.MaxTexturesPerBatch) break;
+                    slots[_slotOf.Count] = t;
+                    _slotOf.Add(t, _slotOf.Count);
+                }
+                calls++;
+            }
+            if (calls > 0) BuildChunk(first, end, calls, tilesX, tilesY, size, slots);
+            first = end;
+        }
+        return _chunks.Count > 0;
+    }
+
+    private void BuildChunk(int first, int end, int calls, int tilesX, int tilesY, SizeI size, GlTexture?[] slots)
+    {
+        while (_wordCount % GlRenderer.UniformAlignWords != 0) Push(0);
+        int callWords = _wordCount;
+        Reserve(calls * CallWords);
+        _wordCount += calls * CallWords;
+        _entries.Clear();
+        int k = 0;
+        for (int i = first; i < end; i++)
+        {
+            int p0 = _pieceStart[i], p1 = _pieceStart[i + 1];
+            if (p0 == p1) continue;
+            var op = _ops[i];
+            var b = _pieces[p0];
+            for (int p = p0 + 1; p < p1; p++) b = b.Union(_pieces[p]);
+            while (_wordCount % 4 != 0) Push(0);
+            int pieceIndex = _wordCount / 4;
+            for (int p = p0; p < p1; p++)
+            {
+                var r = _pieces[p];
+                Push(r.X, r.Y, r.Right, r.Bottom);
+            }
+            int flags, colour, offX = 0, offY = 0;
+            bool opaque;
+            if (op.Texture is { } tex)
+            {
+                flags = FlagTexture | (int)tex.Layout << 8 | _slotOf[tex] << 16;
+                colour = op.Dim;
+                opaque = tex.IsOpaque;
+                var s = op.Source;
+                var dst = op.Destination;
+                if (s.Width != dst.Width)
+                {
+                    flags |= FlagScaledX;
+                    offX = _wordCount - b.X;
+                    for (int x = b.X; x < b.Right; x++) Push(NearestMapping.Sample(x, dst.X, dst.Width, s.X, s.Width));
+                }
+                else offX = unchecked((int)((long)s.X - dst.X));
+                if (s.Height != dst.Height)
+                {
+                    flags |= FlagScaledY;
+                    offY = _wordCount - b.Y;
+                    for (int y = b.Y; y < b.Bottom; y++) Push(NearestMapping.Sample(y, dst.Y, dst.Height, s.Y, s.Height));
+                }
+                else offY = unchecked((int)((long)s.Y - dst.Y));
             }
             else
             {
-                call.Kind = tex.IsOpaque ? 1 : 2;
-                call.Layout = (int)tex.Layout;
-                call.Occludes = tex.IsOpaque ? 1 : 0;
-                long offsetX = (long)op.Source.X - op.Destination.X, offsetY = (long)op.Source.Y - op.Destination.Y;
-                if (op.Source.Width == op.Destination.Width && op.Source.Height == op.Destination.Height && int.MinValue < offsetX && offsetX < int.MaxValue
-                    && int.MinValue < offsetY && offsetY < int.MaxValue)
-                {
-                    // 1:1: the mapping is source = destination + offset, no tables.
-                    (call.TableX, call.TableY, call.OffsetX, call.OffsetY) = (-1, -1, (int)offsetX, (int)offsetY);
-                }
-                else
-                {
-                    call.TableX = _tables.Count;
-                    for (int x = x0; x < x1; x++) _tables.Add(NearestMapping.Sample(x, op.Destination.X, op.Destination.Width, op.Source.X, op.Source.Width));
-                    call.TableY = _tables.Count;
-                    for (int y = y0; y < y1; y++) _tables.Add(NearestMapping.Sample(y, op.Destination.Y, op.Destination.Height, op.Source.Y, op.Source.Height));
-                }
+                flags = 0;
+                colour = unchecked((int)op.Color);
+                opaque = op.Color >> 24 == 0xFF;
             }
-            // A call with more pieces than a batch holds is split into calls with disjoint pieces (same pixels).
-            for (int start = pieceStart; start < _pieces.Count; start += GlRenderer.MaxPiecesPerBatch)
+            int o = callWords + k * CallWords;
+            _words[o] = flags;
+            _words[o + 1] = colour;
+            _words[o + 2] = offX;
+            _words[o + 3] = offY;
+            _words[o + 4] = b.X | b.Right << 16;
+            _words[o + 5] = b.Y | b.Bottom << 16;
+            _words[o + 6] = 0;
+            _words[o + 7] = 0;
+
+            // bin: every tile under a piece; whole when one piece holds the tile (∩ target)
+            int stamp = ++_stamp;
+            int firstEntry = _entries.Count;
+            for (int p = p0; p < p1; p++)
             {
-                call.PieceStart = start;
-                call.PieceCount = Math.Min(GlRenderer.MaxPiecesPerBatch, _pieces.Count - start);
-                _calls.Add(call);
-                _callTextures.Add(op.Texture);
+                var r = _pieces[p];
+                for (int ty = r.Y / Tile; ty <= (r.Bottom - 1) / Tile; ty++)
+                {
+                    int y0 = ty * Tile, y1 = Math.Min(y0 + Tile, size.Height);
+                    bool rows = r.Y <= y0 && r.Bottom >= y1;
+                    for (int tx = r.X / Tile; tx <= (r.Right - 1) / Tile; tx++)
+                    {
+                        int x0 = tx * Tile, x1 = Math.Min(x0 + Tile, size.Width);
+                        bool whole = rows && r.X <= x0 && r.Right >= x1;
+                        int t = ty * tilesX + tx;
+                        if (_tileStamp[t] != stamp)
+                        {
+                            _tileStamp[t] = stamp;
+                            _tileFull[t] = whole;
+                            _entries.Add(new Entry(t, k, false, opaque, pieceIndex, pieceIndex + (p1 - p0)));
+                        }
+                        else if (whole) _tileFull[t] = true;
+                    }
+                }
             }
+            var span = CollectionsMarshal.AsSpan(_entries);
+            for (int e = firstEntry; e < span.Length; e++) span[e].Full = _tileFull[span[e].Tile];
+            k++;
         }
-        foreach (var t in _tiles) _tileMarks[t.Y / GlRenderer.TileSize * tilesX + t.X / GlRenderer.TileSize] = false;
+
+        // entries grouped by tile (stable: call order kept within a tile)
+        int tiles = tilesX * tilesY;
+        Array.Clear(_tileCounts, 0, tiles + 1);
+        foreach (var e in _entries) _tileCounts[e.Tile + 1]++;
+        for (int t = 0; t < tiles; t++) _tileCounts[t + 1] += _tileCounts[t];
+        if (_sorted.Length < _entries.Count) _sorted = new Entry[Math.Max(_entries.Count, _sorted.Length * 2)];
+        foreach (var e in _entries) _sorted[_tileCounts[e.Tile]++] = e;
+        // _tileCounts[t] is now the end of tile t's entries (and the start of t + 1's)
+
+        while (_wordCount % 4 != 0) Push(0);
+        int tileRecords = 0, start = 0;
+        if (_tileStarts.Length < tiles) _tileStarts = new int[tiles];
+        var starts = _tileStarts;
+        for (int t = 0; t < tiles; t++)
+        {
+            int stop = _tileCounts[t];
+            starts[t] = -1;
+            if (stop == start) continue;
+            // occlusion: start at the topmost opaque call covering the whole tile
+            int from = start;
+            for (int e = stop - 1; e >= start; e--)
+                if (_sorted[e].Full && _sorted[e].Opaque) { from = e; break; }
+            starts[t] = (_wordCount / 4) << 1 | (_sorted[from].Full && _sorted[from].Opaque ? 0 : 1);
+            for (int e = from; e < stop; e++)
+            {
+                ref var en = ref _sorted[e];
+                Push(en.Call | (en.Full ? EntryFull : 0), en.PieceStart, en.PieceEnd, 0);
+            }
+            _tileCounts[t] = stop - from; // entry count from here on
+            tileRecords++;
+            start = stop;
+        }
+        if (tileRecords == 0) return;
+        int tileOffset = _wordCount;
+        for (int t = 0; t < tiles; t++)
+        {
+            if (starts[t] < 0) continue;
+            Push(t % tilesX | (t / tilesX) << 16, starts[t] >> 1, _tileCounts[t], starts[t] & 1);
+        }
+        _chunks.Add(new Chunk(callWords, tileOffset, tileRecords, slots, _slotOf.Count));
     }
 
-    /// <summary>Uploads tiles and tables, then per batch its block (calls with batch-relative pieces), textures and one dispatch.</summary>
+    private void Reserve(int more)
+    {
+        if (_wordCount + more > _words.Length) Array.Resize(ref _words, Math.Max(_words.Length * 2, _wordCount + more));
+    }
+
+    private void Push(int a)
+    {
+        Reserve(1);
+        _words[_wordCount++] = a;
+    }
+
+    private void Push(int a, int b, int c, int d)
+    {
+        Reserve(4);
+        _words[_wordCount++] = a;
+        _words[_wordCount++] = b;
+        _words[_wordCount++] = c;
+        _words[_wordCount++] = d;
+    }
+
+    /// <summary>Uploads the parameter words (texel buffer + uniform block ranges), then per chunk its textures, block range and one dispatch.</summary>
     private void Dispatch(GlRenderer owner)
     {
         var gl = owner.Gl;
-        GlUnsafe.BufferData(gl, BufferTargetARB.ShaderStorageBuffer, owner.TileBuffer, CollectionsMarshal.AsSpan(_tiles));
-        if (_tables.Count == 0) _tables.Add(0);
-        GlUnsafe.BufferData(gl, BufferTargetARB.ShaderStorageBuffer, owner.TableBuffer, CollectionsMarshal.AsSpan(_tables));
-        gl.BindBufferBase(BufferTargetARB.ShaderStorageBuffer, 0, owner.TileBuffer);
-        gl.BindBufferBase(BufferTargetARB.ShaderStorageBuffer, 1, owner.TableBuffer);
+        // the buffer reaches a whole uniform block past every chunk's calls
+        int words = Math.Max(_wordCount, _chunks[^1].CallWord + GlRenderer.UniformBlockBytes / 4);
+        Reserve(words - _wordCount);
+        GlUnsafe.BufferData<int>(gl, BufferTargetARB.UniformBuffer, owner.ParamBuffer, _words.AsSpan(0, words));
+        gl.ActiveTexture(TextureUnit.Texture0 + GlRenderer.ParamUnit);
+        gl.BindTexture(TextureTarget.TextureBuffer, owner.ParamTexture);
+        gl.TexBuffer(TextureTarget.TextureBuffer, SizedInternalFormat.R32ui, owner.ParamBuffer);
         gl.UseProgram(owner.Program);
-        gl.BindImageTexture(0, _target.Texture, 0, false, 0, BufferAccessARB.ReadWrite, InternalFormat.Rgba8ui);
-        int tileCount = _tiles.Count;
-        uint groupsX = (uint)Math.Min(tileCount, 65535), groupsY = (uint)((tileCount + 65534) / 65535);
-        gl.Uniform1(2, tileCount);
-        gl.Uniform1(3, (int)groupsX);
-
-        var calls = CollectionsMarshal.AsSpan(_calls);
-        int first = 0;
-        while (first < calls.Length)
+        gl.BindImageTexture(0, _target.Texture, 0, false, 0, BufferAccessARB.ReadWrite, InternalFormat.R32ui); // RGBA8 viewed as words (compatible by size)
+        gl.Uniform1(3, _target.Size.Width);
+        gl.Uniform1(4, _target.Size.Height);
+        for (int n = 0; n < _chunks.Count; n++)
         {
-            // The batch: as many calls as fit (≤ 32 calls, ≤ 16 textures, ≤ 1024 pieces).
-            Array.Clear(_slots);
-            int used = 0, pieces = 0, end = first;
-            for (; end < calls.Length && end - first < GlRenderer.MaxCallsPerBatch; end++)
-            {
-                if (pieces + calls[end].PieceCount > GlRenderer.MaxPiecesPerBatch) break;
-                int slot = 0;
-                if (_callTextures[end] is { } tex)
-                {
-                    slot = Array.IndexOf(_slots, tex, 0, used);
-                    if (slot < 0)
-                    {
-                        if (used == GlRenderer.MaxTexturesPerBatch) break;
-                        slot = used;
-                        _slots[used++] = tex;
-                    }
-                }
-                pieces += calls[end].PieceCount;
-                calls[end].Slot = slot;
-            }
-            var block = MemoryMarshal.Cast<int, GpuCall>(_block.AsSpan(0, GlRenderer.MaxCallsPerBatch * 16));
-            var blockPieces = MemoryMarshal.Cast<int, GpuRect>(_block.AsSpan(GlRenderer.MaxCallsPerBatch * 16));
-            int p = 0;
-            for (int k = first; k < end; k++)
-            {
-                var call = calls[k];
-                for (int i = 0; i < call.PieceCount; i++)
-                {
-                    var r = _pieces[call.PieceStart + i];
-                    blockPieces[p + i] = new GpuRect(r.X, r.Y, r.Right, r.Bottom);
-                }
-                call.PieceStart = p;
-                p += call.PieceCount;
-                block[k - first] = call;
-            }
-            GlUnsafe.BufferData<int>(gl, BufferTargetARB.UniformBuffer, owner.BatchBuffer, _block);
-            gl.BindBufferBase(BufferTargetARB.UniformBuffer, 0, owner.BatchBuffer);
-            for (int s = 0; s < used; s++)
+            var chunk = _chunks[n];
+            gl.BindBufferRange(BufferTargetARB.UniformBuffer, 0, owner.ParamBuffer, chunk.CallWord * 4, GlRenderer.UniformBlockBytes);
+            for (int s = 0; s < chunk.SlotCount; s++)
             {
                 gl.ActiveTexture(TextureUnit.Texture0 + s);
-                gl.BindTexture(TextureTarget.Texture2D, _slots[s]!.Name);
+                gl.BindTexture(TextureTarget.Texture2D, chunk.Slots[s]!.Name);
             }
-            gl.Uniform1(1, end - first);
+            gl.Uniform1(1, chunk.TileOffset);
+            gl.Uniform1(2, chunk.TileCount);
+            uint groupsX = (uint)Math.Min(chunk.TileCount, 65535), groupsY = (uint)((chunk.TileCount + 65534) / 65535);
             gl.DispatchCompute(groupsX, groupsY, 1);
             gl.MemoryBarrier(MemoryBarrierMask.ShaderImageAccessBarrierBit);
-            first = end;
         }
         gl.ActiveTexture(TextureUnit.Texture0);
         gl.MemoryBarrier(MemoryBarrierMask.AllBarrierBits);
     }
-
-    private readonly GlTexture?[] _slots = new GlTexture?[GlRenderer.MaxTexturesPerBatch];
-
-    /// <summary>The uniform block of one batch: 32 calls of 16 ints, then 1024 pieces of 4 ints (std140 = this layout).</summary>
-    private readonly int[] _block = new int[GlRenderer.MaxCallsPerBatch * 16 + GlRenderer.MaxPiecesPerBatch * 4];
 }

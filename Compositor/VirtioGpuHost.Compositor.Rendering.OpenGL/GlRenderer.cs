@@ -20,14 +20,19 @@ public sealed class GlRenderer : IRenderer
 {
     internal const int TileSize = 16;
     internal const int MaxTexturesPerBatch = 16;
-    internal const int MaxCallsPerBatch = 32;
-    internal const int MaxPiecesPerBatch = 1024;
+    /// <summary>Calls per dispatch: the shader's uniform block holds 4096 uvec4 (64 KiB), two per call.</summary>
+    internal const int MaxCallsPerBatch = 2048;
+    internal const int UniformBlockBytes = 65536;
+    /// <summary>Each chunk's calls start 256 bytes aligned (the largest GL_UNIFORM_BUFFER_OFFSET_ALIGNMENT allowed).</summary>
+    internal const int UniformAlignWords = 64;
+    /// <summary>The texture unit of the parameter texel buffer (sources use units 0..15).</summary>
+    internal const int ParamUnit = MaxTexturesPerBatch;
 
     private readonly Lock _gate = new();
     private readonly EglContext _egl;
     private readonly bool _ownsContext;
     private readonly HashSet<IGlResource> _resources = [];
-    private readonly uint _program, _tileBuffer, _batchBuffer, _tableBuffer;
+    private readonly uint _program, _paramBuffer, _paramTexture;
     private string? _lostReason;
     private bool _disposed;
     private GlFault _pendingFault;
@@ -46,11 +51,12 @@ public sealed class GlRenderer : IRenderer
             if (major * 10 + minor < 43) throw new EglException($"GL {version} has no compute shaders (4.3 needed)");
             while (Gl.GetError() != GLEnum.NoError) { } // whatever the caller's context had pending
             Gl.GetInteger((GetPName)0x91BC /* GL_MAX_COMPUTE_TEXTURE_IMAGE_UNITS */, out int units);
-            if (units < MaxTexturesPerBatch) throw new EglException($"GL {version} offers {units} texture units per compute shader, {MaxTexturesPerBatch} needed");
+            if (units < MaxTexturesPerBatch + 1) throw new EglException($"GL {version} offers {units} texture units per compute shader, {MaxTexturesPerBatch + 1} needed");
+            Gl.GetInteger((GetPName)0x8A30 /* GL_MAX_UNIFORM_BLOCK_SIZE */, out int blockSize);
+            if (blockSize < UniformBlockBytes) throw new EglException($"GL {version} allows uniform blocks of {blockSize} bytes, {UniformBlockBytes} needed");
             _program = GlShaders.BuildCompute(Gl, "composite.comp");
-            var names = new uint[3];
-            Gl.GenBuffers(names);
-            (_tileBuffer, _batchBuffer, _tableBuffer) = (names[0], names[1], names[2]);
+            _paramBuffer = Gl.GenBuffer();
+            _paramTexture = Gl.GenTexture();
             var error = Gl.GetError();
             if (error != GLEnum.NoError) throw new EglException($"GL setup failed: {error}");
             Capabilities = new RendererCapabilities("opengl", ZeroCopySurfaces: false, Threaded: false,
@@ -272,9 +278,8 @@ public sealed class GlRenderer : IRenderer
     }
 
     internal uint Program => _program;
-    internal uint TileBuffer => _tileBuffer;
-    internal uint BatchBuffer => _batchBuffer;
-    internal uint TableBuffer => _tableBuffer;
+    internal uint ParamBuffer => _paramBuffer;
+    internal uint ParamTexture => _paramTexture;
 
     private void Track(IGlResource resource)
     {
@@ -328,7 +333,8 @@ public sealed class GlRenderer : IRenderer
             {
                 using var current = _egl.Enter();
                 foreach (var r in _resources) r.DeleteObjects(Gl);
-                Gl.DeleteBuffers([_tileBuffer, _batchBuffer, _tableBuffer]);
+                Gl.DeleteBuffer(_paramBuffer);
+                Gl.DeleteTexture(_paramTexture);
                 Gl.DeleteProgram(_program);
                 Gl.Finish();
             }

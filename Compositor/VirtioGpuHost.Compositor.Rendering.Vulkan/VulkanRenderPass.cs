@@ -44,7 +44,7 @@ public sealed class VulkanRenderPass : IRenderPass
     private readonly List<Entry> _entries = new();
     private Entry[] _sorted = [];
     private int[] _tileStamp = [], _tileCounts = [], _tileStarts = [];
-    private bool[] _tileFull = [];
+    private bool[] _tileFull = [], _tileSimple = [], _callSimple = new bool[64];
     private int _stamp;
     private readonly List<DispatchChunk> _chunks = new();
     private readonly Dictionary<GpuBuffer, int> _slots = new();
@@ -218,6 +218,7 @@ public sealed class VulkanRenderPass : IRenderPass
         Reserve(calls * CallWords);
         _wordCount += calls * CallWords;
         _entries.Clear();
+        if (_callSimple.Length < calls) _callSimple = new bool[Math.Max(calls, _callSimple.Length * 2)];
         int k = 0;
         for (int i = first; i < end; i++)
         {
@@ -271,6 +272,9 @@ public sealed class VulkanRenderPass : IRenderPass
                 colour = unchecked((int)op.Color);
                 opaque = op.Color >> 24 == 0xFF;
             }
+            // the SIMPLE pipeline's calls: fills, 1:1 undimmed Bgrx or BgraPremultiplied textures
+            _callSimple[k] = (flags & (FlagScaledX | FlagScaledY)) == 0
+                && (op.Texture is null || (op.Dim == 255 && op.Texture.Layout is SourceLayout.Bgrx or SourceLayout.BgraPremultiplied));
             int o = callWords + k * CallWords;
             _words[o] = flags;
             _words[o + 1] = colour;
@@ -324,6 +328,8 @@ public sealed class VulkanRenderPass : IRenderPass
         int tileRecords = 0, start = 0;
         var starts = _tileStarts;
         if (starts.Length < tiles) starts = _tileStarts = new int[tiles];
+        if (_tileSimple.Length < tiles) _tileSimple = new bool[tiles];
+        int simpleTiles = 0;
         for (int t = 0; t < tiles; t++)
         {
             int stop = _tileCounts[t];
@@ -334,23 +340,29 @@ public sealed class VulkanRenderPass : IRenderPass
             for (int e = stop - 1; e >= start; e--)
                 if (_sorted[e].Full && _sorted[e].Opaque) { from = e; break; }
             starts[t] = (_wordCount / 4) << 1 | (_sorted[from].Full && _sorted[from].Opaque ? 0 : 1);
+            bool simple = true;
             for (int e = from; e < stop; e++)
             {
                 ref var en = ref _sorted[e];
+                simple &= en.Full && _callSimple[en.Call];
                 Push(en.Call | (en.Full ? EntryFull : 0), en.PieceStart, en.PieceEnd, 0);
             }
+            _tileSimple[t] = simple;
+            if (simple) simpleTiles++;
             _tileCounts[t] = stop - from; // entry count from here on
             tileRecords++;
             start = stop;
         }
         if (tileRecords == 0) return false;
+        // records: the SIMPLE pipeline's tiles first, then the general ones
         int tileOffset = _wordCount;
-        for (int t = 0; t < tiles; t++)
-        {
-            if (starts[t] < 0) continue;
-            Push(t % tilesX | (t / tilesX) << 16, starts[t] >> 1, _tileCounts[t], starts[t] & 1);
-        }
-        _chunks.Add(new DispatchChunk(tileOffset, tileRecords, callWords, slots, _slots.Count));
+        for (int pass = 1; pass >= 0; pass--)
+            for (int t = 0; t < tiles; t++)
+            {
+                if (starts[t] < 0 || _tileSimple[t] != (pass == 1)) continue;
+                Push(t % tilesX | (t / tilesX) << 16, starts[t] >> 1, _tileCounts[t], starts[t] & 1);
+            }
+        _chunks.Add(new DispatchChunk(tileOffset, tileRecords, simpleTiles, callWords, slots, _slots.Count));
         return true;
     }
 

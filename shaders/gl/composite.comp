@@ -1,130 +1,127 @@
 #version 450 core
-// The OpenGL renderer's one pass (VirtioGpuHost.Compositor.Rendering.OpenGL): every pixel of the
-// pass damage is composited in integer arithmetic, exactly as the CPU renderer's ScalarKernels:
-//  - sampling: the source coordinate comes from per-call tables the host computed with
-//    NearestMapping (64-bit integers; 1:1 calls use an offset), read with texelFetch: no
-//    filtering, no float coordinates;
-//  - sources: R32UI textures holding the guest's bytes unchanged (one native little-endian u32
-//    per pixel), converted per SourceLayout here;
-//  - dim and premultiplied source-over: x*a/255 as (t + (t >> 8)) >> 8, t = x*a + 128, saturating;
-//  - the target: an RGBA8 texture bound as an rgba8ui image, so loads and stores are exact bytes.
-// One invocation per pixel of a 16x16 tile; the host lists the tiles that touch the damage; one
-// dispatch per batch of at most 32 calls, 16 textures and 1024 pieces. A
-// call covers a pixel when one of its pieces (clip ∩ damage ∩ destination ∩ target, disjoint)
-// holds it; calls below the topmost opaque call covering the pixel are skipped (culling).
+// The OpenGL renderer's pass (VirtioGpuHost.Compositor.Rendering.OpenGL): one workgroup per
+// 16x16 target tile that some call touches, one invocation per pixel. The CPU bins the calls per
+// tile (GlRenderPass.BuildChunk), so every loop bound and every call parameter is the same for the
+// whole workgroup; the contract's integer arithmetic (IRenderer.cs) keeps the result bit-exact
+// with the CPU renderer:
+//   - sources: R32UI textures holding the guest's bytes unchanged (one native little-endian u32
+//     per pixel), read with texelFetch at the source coordinate the CPU computed with
+//     NearestMapping (per-call tables of source x and y; 1:1 axes are an offset): no filtering,
+//     no float coordinates, no int64;
+//   - opaque layouts are swizzled to B, G, R, 255; dim is x·dim/255; blending is premultiplied
+//     source-over, saturating; x·a/255 is rounded as (t + (t >> 8)) >> 8, t = x·a + 128,
+//     computed for two channels per 32-bit multiply (the pixel kept as one 0xAARRGGBB word);
+//   - the target: an RGBA8 texture bound as an r32ui image (one word, R and B swapped), read once (not at all
+//     under an opaque whole-tile call) and written once per pixel per dispatch.
+// Written for llvmpipe (8 invocations per SIMD vector, both sides of every branch executed under
+// a mask): no per-pixel branches in the loop, fewest operations on every path.
+//
+// Parameters (one buffer, read as the texel buffer prm, each chunk's calls also as the uniform block):
+//   tile record (4 words): tile x | tile y << 16, first entry, entry count, 1 = load the target
+//     (0: the first entry is an opaque call covering the whole tile, everything under it culled);
+//   entry (4 words): call index | 0x80000000 when the call covers the whole tile; first piece,
+//     end piece (only for partial entries: the pixel must lie in one of the call's pieces, 4-word
+//     rects x0, y0, x1, y1 = clip ∩ damage ∩ destination ∩ target), 0;
+//   call (8 words, uniform block): flags, colour (fills) or dim, source x offset or x table,
+//     source y offset or y table, bounds x0 | x1 << 16, bounds y0 | y1 << 16 (union of its pieces), 0, 0.
+//     flags: bit 0 texture, bit 2 scaled x, bit 3 scaled y, bits 8..15 SourceLayout, bits 16..23 slot.
+//     Tables: prm[table + x] = source x for target column x (prm[table + y] for rows).
 layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
 
-layout(binding = 0, rgba8ui) uniform restrict uimage2D target;
+const uint F_TEXTURE = 1u;
+const uint F_SCALED_X = 4u;
+const uint F_SCALED_Y = 8u;
+const uint LAYOUT_XRGB = 1u;
+const uint LAYOUT_RGBX = 2u;
+const uint LAYOUT_XBGR = 3u;
+const uint LAYOUT_PREMULTIPLIED = 4u;
+
+layout(binding = 0, r32ui) uniform restrict uimage2D target; // the RGBA8 target as words 0xAABBGGRR (format compatible by size)
 layout(binding = 0) uniform usampler2D textures[16];
+layout(binding = 16) uniform usamplerBuffer prm;
+layout(std140, binding = 0) uniform Calls { uvec4 calls[4096]; };
 
-struct Call
-{
-    ivec4 bounds;      // union of the pieces: x0, y0, x1, y1 (exclusive)
-    int kind;          // 0 fill (source-over), 1 opaque texture (replace), 2 premultiplied texture (source-over)
-    int slot;          // texture unit of the batch
-    int sourceLayout;  // SourceLayout: 0 Bgrx, 1 Xrgb, 2 Rgbx, 3 Xbgr, 4 BgraPremultiplied
-    uint dim;          // 255 = unchanged
-    uint color;        // fills: premultiplied 0xAARRGGBB
-    int pieceStart;
-    int pieceCount;
-    int tableX;        // scaled: tables[tableX + x - bounds.x] = source x; 1:1 (tableX < 0): source x = x + offsetX
-    int tableY;        // scaled: tables[tableY + y - bounds.y] = source y
-    int occludes;      // every pixel it draws is opaque whatever was below
-    int offsetX;       // 1:1 calls: source.x - destination.x
-    int offsetY;
-};
-
-// The batch: calls and their pieces in a uniform block (same offsets for every invocation:
-// scalar loads on llvmpipe), tiles and source tables in storage buffers.
-layout(std140, binding = 0) uniform Batch
-{
-    Call calls[32];
-    ivec4 pieces[1024];
-};
-layout(std430, binding = 0) readonly buffer Tiles { ivec2 tiles[]; };
-layout(std430, binding = 1) readonly buffer Tables { int tables[]; };
-
-layout(location = 1) uniform int callCount;    // calls of this batch, at most 32
+layout(location = 1) uniform int tileOffset;
 layout(location = 2) uniform int tileCount;
-layout(location = 3) uniform int tilesPerRow;  // of the dispatch grid (x groups)
+layout(location = 3) uniform int width;
+layout(location = 4) uniform int height;
 
-bool covers(int c, ivec2 p)
+// x·a/255 rounded for the two bytes of x at bits 0 and 16 at once (x = 0x00PP00QQ, a ≤ 255): each
+// 16-bit half holds t ≤ 65153 and t + (t >> 8) < 65536, so no carry crosses the halves and each
+// result is exactly the per-channel formula
+uint mul255x2(uint x, uint a)
 {
-    ivec4 b = calls[c].bounds;
-    if (p.x < b.x || p.y < b.y || p.x >= b.z || p.y >= b.w) return false;
-    int end = calls[c].pieceStart + calls[c].pieceCount;
-    for (int i = calls[c].pieceStart; i < end; i++)
-    {
-        ivec4 r = pieces[i];
-        if (p.x >= r.x && p.y >= r.y && p.x < r.z && p.y < r.w) return true;
-    }
-    return false;
+    uint t = x * a + 0x00800080u;
+    return ((t + ((t >> 8) & 0x00FF00FFu)) >> 8) & 0x00FF00FFu;
 }
 
-uint fetchTexel(int slot, ivec2 s)
-{
-    // slot is dynamically uniform (the same call for every invocation). Measured on llvmpipe: a
-    // switch over constant indices runs every case (2x slower); r32ui images are faster but give
-    // wrong texels through a dynamically indexed image array (and every case again in a switch).
-    return texelFetch(textures[slot], s, 0).r;
-}
-
-// Channels as (b, g, r, a), the byte order of the native u32 0xAARRGGBB.
-uvec4 unpackBgra(uint p) { return uvec4(p & 0xFFu, (p >> 8) & 0xFFu, (p >> 16) & 0xFFu, p >> 24); }
-
-uvec4 opaqueBgra(uint p, int sourceLayout)
-{
-    uvec4 bytes = unpackBgra(p); // b0, b1, b2, b3 as they lie in memory
-    if (sourceLayout == 1) return uvec4(bytes.w, bytes.z, bytes.y, 255u);      // X R G B
-    if (sourceLayout == 2) return uvec4(bytes.z, bytes.y, bytes.x, 255u);      // R G B X
-    if (sourceLayout == 3) return uvec4(bytes.y, bytes.z, bytes.w, 255u);      // X B G R
-    return uvec4(bytes.x, bytes.y, bytes.z, 255u);                             // B G R X
-}
-
-// x*a/255 rounded: (t + (t >> 8)) >> 8, t = x*a + 128.
-uvec3 mul3(uvec3 x, uint a) { uvec3 t = x * a + 128u; return (t + (t >> 8u)) >> 8u; }
-uvec4 mul4(uvec4 x, uint a) { uvec4 t = x * a + 128u; return (t + (t >> 8u)) >> 8u; }
-
-uvec4 dimmed(uvec4 c, uint dim) { return dim == 255u ? c : uvec4(mul3(c.xyz, dim), c.w); }
-
-// Premultiplied source-over, each channel s + d*(255 - sa)/255, saturating.
-uvec4 over(uvec4 s, uvec4 d) { return min(s + mul4(d, 255u - s.w), uvec4(255u)); }
+uint word(int i) { return texelFetch(prm, i).x; }
 
 void main()
 {
-    int tile = int(gl_WorkGroupID.y) * tilesPerRow + int(gl_WorkGroupID.x);
-    if (tile >= tileCount) return;
-    ivec2 p = tiles[tile] + ivec2(gl_LocalInvocationID.xy);
+    // the last row of workgroups may run past the tile list: those do nothing (no return: uniform anyway)
+    int tileIndex = int(gl_WorkGroupID.x + gl_WorkGroupID.y * 65535u);
+    bool valid = tileIndex < tileCount;
+    int r = tileOffset + min(tileIndex, tileCount - 1) * 4;
+    uint tile = word(r);
+    int entryStart = int(word(r + 1));
+    int entryEnd = valid ? entryStart + int(word(r + 2)) : entryStart;
+    bool load = valid && word(r + 3) != 0u;
+    ivec2 q = ivec2(int(tile & 0xFFFFu) * 16, int(tile >> 16) * 16) + ivec2(gl_LocalInvocationID.xy);
+    bool inside = q.x < width && q.y < height;
 
-    // Front to back: which calls cover the pixel, down to the first opaque one.
-    uint mask = 0u;
-    bool hidden = false; // an opaque call covers it: what lies below does not matter
-    for (int i = callCount - 1; i >= 0; i--)
+    uint c = 0u;
+    if (load && inside)
     {
-        if (!covers(i, p)) continue;
-        mask |= 1u << uint(i);
-        if (calls[i].occludes != 0) { hidden = true; break; }
+        uint v = imageLoad(target, q).r; // bytes r, g, b, a
+        c = (v & 0xFF00FF00u) | ((v >> 16) & 0xFFu) | ((v & 0xFFu) << 16);
     }
-    if (mask == 0u) return;
+    bool drawn = false;
 
-    uvec4 c = hidden ? uvec4(0u, 0u, 0u, 255u) : imageLoad(target, p).bgra; // rgba8ui gives (r, g, b, a)
-    for (int i = 0; i < callCount; i++)
+    for (int e = entryStart; e < entryEnd; e++)
     {
-        if ((mask & (1u << uint(i))) == 0u) continue;
-        int k = i;
-        int kind = calls[k].kind;
-        if (kind == 0)
+        uint head = word(e * 4);
+        int k = int(head & 0xFFFFu);
+        bool covered = inside;
+        if ((head & 0x80000000u) == 0u)
         {
-            c = over(unpackBgra(calls[k].color), c);
-            continue;
+            bool hit = false;
+            int pieceEnd = int(word(e * 4 + 2));
+            for (int j = int(word(e * 4 + 1)); j < pieceEnd; j++)
+            {
+                int o = j * 4;
+                hit = hit || (q.x >= int(word(o)) && q.y >= int(word(o + 1)) && q.x < int(word(o + 2)) && q.y < int(word(o + 3)));
+            }
+            covered = covered && hit;
         }
-        ivec4 b = calls[k].bounds;
-        ivec2 s = calls[k].tableX < 0
-            ? p + ivec2(calls[k].offsetX, calls[k].offsetY)
-            : ivec2(tables[calls[k].tableX + p.x - b.x], tables[calls[k].tableY + p.y - b.y]);
-        uint texel = fetchTexel(calls[k].slot, s);
-        if (kind == 1) c = dimmed(opaqueBgra(texel, calls[k].sourceLayout), calls[k].dim);
-        else c = over(dimmed(unpackBgra(texel), calls[k].dim), c);
+        uvec4 a = calls[k * 2], b = calls[k * 2 + 1];
+        // pixels the call does not draw still compute (masked lanes): clamped into its bounds, their reads stay in range
+        ivec2 p = clamp(q, ivec2(b.x & 0xFFFFu, b.y & 0xFFFFu), ivec2(b.x >> 16, b.y >> 16) - 1);
+        uint flags = a.x;
+        int sx = (flags & F_SCALED_X) != 0u ? int(word(int(a.z) + p.x)) : p.x + int(a.z);
+        int sy = (flags & F_SCALED_Y) != 0u ? int(word(int(a.w) + p.y)) : p.y + int(a.w);
+        bool isTexture = (flags & F_TEXTURE) != 0u;
+        // the slot is dynamically uniform (the same call for the whole workgroup); fills read texel (0, 0) of slot 0 and ignore it
+        uint w = texelFetch(textures[(flags >> 16) & 0xFFu], isTexture ? ivec2(sx, sy) : ivec2(0), 0).r;
+        // layout → BGRA word: bytes shifted down (Xrgb, Xbgr), R and B swapped (Xrgb, Rgbx), alpha
+        // forced to 255 (opaque layouts)
+        uint srcLayout = (flags >> 8) & 0xFFu;
+        w >>= (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_XBGR) ? 8u : 0u;
+        uint swapped = (w & 0xFF00FF00u) | ((w >> 16) & 0xFFu) | ((w & 0xFFu) << 16);
+        w = (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_RGBX) ? swapped : w;
+        w |= srcLayout == LAYOUT_PREMULTIPLIED ? 0u : 0xFF000000u;
+        // colour channels times dim/255 (255 leaves them unchanged), alpha kept
+        w = (mul255x2(w & 0x00FF00FFu, a.y & 0xFFu) | (mul255x2((w >> 8) & 0x00FF00FFu, a.y & 0xFFu) << 8) & 0x0000FF00u) | (w & 0xFF000000u);
+        uint s = isTexture ? w : a.y;
+        // premultiplied source-over, each channel s + d·(255 − sa)/255, saturating
+        uint inv = 255u - (s >> 24);
+        uint lo = (s & 0x00FF00FFu) + mul255x2(c & 0x00FF00FFu, inv);
+        uint hi = ((s >> 8) & 0x00FF00FFu) + mul255x2((c >> 8) & 0x00FF00FFu, inv);
+        lo = (lo | (((lo >> 8) & 0x00010001u) * 0xFFu)) & 0x00FF00FFu;
+        hi = (hi | (((hi >> 8) & 0x00010001u) * 0xFFu)) & 0x00FF00FFu;
+        uint o = lo | (hi << 8);
+        c = covered ? o : c;
+        drawn = drawn || covered;
     }
-    imageStore(target, p, c.zyxw); // back to (r, g, b, a)
+    if (drawn) imageStore(target, q, uvec4((c & 0xFF00FF00u) | ((c >> 16) & 0xFFu) | ((c & 0xFFu) << 16)));
 }

@@ -1,18 +1,23 @@
 #version 450
 // The Vulkan renderer's whole pass (VirtioGpuHost.Compositor.Rendering.Vulkan): one workgroup
-// per 16x16 target tile that some call touches, one invocation per pixel. The CPU bins the calls
-// per tile (VulkanRenderPass.Build), so every loop bound and every call parameter here is the same
-// for the whole workgroup; the contract's integer arithmetic (IRenderer.cs) keeps the result
-// bit-exact with the CPU renderer:
+// per 16x16 target tile that some call touches, one invocation per 4 horizontally adjacent
+// pixels (a uvec4 of packed words, so per-invocation work — tile record, entry, call data,
+// bounds — is paid once per 4 pixels). The CPU bins the calls per tile (VulkanRenderPass.Build),
+// so every loop bound and every call parameter here is the same for the whole workgroup; the
+// contract's integer arithmetic (IRenderer.cs) keeps the result bit-exact with the CPU renderer:
 //   - the source pixel is a raw 32-bit word of the texture's memory (the guest's bytes or a host
-//     texture) read with texelFetch from an R32_UINT texel buffer, at the source coordinate the
-//     CPU computed with NearestMapping (per-call tables of source x and y; 1:1 axes are an offset);
+//     texture) read from a storage buffer, at the source coordinate the CPU computed with
+//     NearestMapping (per-call tables of source x and y; 1:1 axes are an offset);
 //   - opaque layouts are swizzled to B, G, R, 255; dim is x·dim/255; blending is
 //     premultiplied source-over; x·a/255 is rounded as (t + (t >> 8)) >> 8, t = x·a + 128.
 // Written for software rasterizers too (lavapipe runs 8 invocations per SIMD vector and executes
 // both sides of every branch under a mask): no per-pixel branches, no early returns, no
-// storage-buffer reads in the loop (those are per-lane scalar loops there; texel fetches are
-// gathers, uniform-block reads at uniform offsets are scalar), one target store per pixel.
+// storage-buffer reads in the loop but the texture words (those are per-lane scalar loops there;
+// texel fetches are gathers, uniform-block reads at uniform offsets are scalar).
+// Two pipelines from this one module (specialisation constant SIMPLE): the CPU sends a tile to
+// the SIMPLE one when every entry of it covers the whole tile and every call is a fill or a 1:1
+// texture (both axes), undimmed, Bgrx or BgraPremultiplied — then the piece tests, the source
+// tables, the swizzle and the dim are compiled out; every other tile goes to the general one.
 // Target: premultiplied BGRA words (0xAARRGGBB), row-major, width words per row.
 //
 // Parameters (one buffer, read as the texel buffer prm, its call part also as the uniform block):
@@ -27,7 +32,8 @@
 //     flags: bit 0 texture, bit 2 scaled x, bit 3 scaled y, bits 8..15 SourceLayout, bits 16..23 slot.
 //     Tables: prm[table + x] = source x for target column x (prm[table + y] for rows).
 
-layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
+layout(local_size_x = 4, local_size_y = 16, local_size_z = 1) in;
+layout(constant_id = 0) const bool SIMPLE = false;
 
 const int MAX_TEXTURES = 16;
 const uint F_TEXTURE = 1u;
@@ -54,13 +60,15 @@ layout(push_constant) uniform Constants
 // x·a/255 rounded, (t + (t >> 8)) >> 8 with t = x·a + 128, for the two bytes of x at bits 0 and 16
 // at once (x = 0x00PP00QQ, a ≤ 255): each 16-bit half holds t ≤ 65153 and t + (t >> 8) < 65536,
 // so no carry crosses the halves and each result is exactly the per-channel formula
-uint mul255x2(uint x, uint a)
+uvec4 mul255x2(uvec4 x, uvec4 a)
 {
-    uint t = x * a + 0x00800080u;
+    uvec4 t = x * a + 0x00800080u;
     return ((t + ((t >> 8) & 0x00FF00FFu)) >> 8) & 0x00FF00FFu;
 }
 
 uint word(int i) { return texelFetch(prm, i).x; }
+
+bvec4 and4(bvec4 a, bvec4 b) { return bvec4(uvec4(a) & uvec4(b)); }
 
 void main()
 {
@@ -72,59 +80,87 @@ void main()
     int entryStart = int(word(r + 1));
     int entryEnd = valid ? entryStart + int(word(r + 2)) : entryStart;
     bool load = valid && word(r + 3) != 0u;
-    ivec2 q = ivec2(int(tile & 0xFFFFu) * 16, int(tile >> 16) * 16) + ivec2(gl_LocalInvocationID.xy);
-    bool inside = q.x < pc.width && q.y < pc.height;
-    uint index = uint(q.y) * uint(pc.width) + uint(q.x);
+    int qx0 = int(tile & 0xFFFFu) * 16 + int(gl_LocalInvocationID.x) * 4;
+    int qy = int(tile >> 16) * 16 + int(gl_LocalInvocationID.y);
+    ivec4 qx = ivec4(qx0) + ivec4(0, 1, 2, 3);
+    bvec4 inside = and4(lessThan(qx, ivec4(pc.width)), bvec4(qy < pc.height));
+    uint index = uint(qy) * uint(pc.width) + uint(qx0);
 
-    uint c = 0u;
-    if (load && inside) c = tgt.px[index];
-    bool drawn = false;
+    uvec4 c = uvec4(0u);
+    if (load)
+    {
+        if (inside.x) c.x = tgt.px[index];
+        if (inside.y) c.y = tgt.px[index + 1u];
+        if (inside.z) c.z = tgt.px[index + 2u];
+        if (inside.w) c.w = tgt.px[index + 3u];
+    }
+    bvec4 drawn = bvec4(false);
 
     for (int e = entryStart; e < entryEnd; e++)
     {
         uint head = word(e * 4);
         int k = int(head & 0xFFFFu);
-        bool covered = inside;
-        if ((head & 0x80000000u) == 0u)
+        bvec4 covered = inside;
+        if (!SIMPLE && (head & 0x80000000u) == 0u)
         {
-            bool hit = false;
+            bvec4 hit = bvec4(false);
             int pieceEnd = int(word(e * 4 + 2));
             for (int j = int(word(e * 4 + 1)); j < pieceEnd; j++)
             {
                 int o = j * 4;
-                hit = hit || (q.x >= int(word(o)) && q.y >= int(word(o + 1)) && q.x < int(word(o + 2)) && q.y < int(word(o + 3)));
+                ivec4 rect = ivec4(word(o), word(o + 1), word(o + 2), word(o + 3));
+                bool row = qy >= rect.y && qy < rect.w;
+                bvec4 h = and4(and4(greaterThanEqual(qx, ivec4(rect.x)), lessThan(qx, ivec4(rect.z))), bvec4(row));
+                hit = bvec4(uvec4(hit) | uvec4(h));
             }
-            covered = covered && hit;
+            covered = and4(covered, hit);
         }
         uvec4 a = calls[k * 2], b = calls[k * 2 + 1];
         // pixels the call does not draw still compute (masked lanes): clamped into its bounds, their reads stay in range
-        ivec2 p = clamp(q, ivec2(b.z & 0xFFFFu, b.w & 0xFFFFu), ivec2(b.z >> 16, b.w >> 16) - 1);
+        ivec4 px = clamp(qx, ivec4(b.z & 0xFFFFu), ivec4(b.z >> 16) - 1);
+        int py = clamp(qy, int(b.w & 0xFFFFu), int(b.w >> 16) - 1);
         uint flags = a.x;
         // source coordinate: table entry (scaled axis) or offset (1:1 axis)
-        int sx = (flags & F_SCALED_X) != 0u ? int(word(int(a.z) + p.x)) : p.x + int(a.z);
-        int sy = (flags & F_SCALED_Y) != 0u ? int(word(int(a.w) + p.y)) : p.y + int(a.w);
+        ivec4 sx = px + int(a.z);
+        int sy = py + int(a.w);
+        if (!SIMPLE)
+        {
+            if ((flags & F_SCALED_X) != 0u) sx = ivec4(word(int(a.z) + px.x), word(int(a.z) + px.y), word(int(a.z) + px.z), word(int(a.z) + px.w));
+            if ((flags & F_SCALED_Y) != 0u) sy = int(word(int(a.w) + py));
+        }
         bool isTexture = (flags & F_TEXTURE) != 0u;
         // fills read word 0 of slot 0 (always bound) and ignore it
-        uint w = tex[(flags >> 16) & 0xFFu].d[isTexture ? b.x + uint(sy) * b.y + uint(sx) : 0u];
-        // layout → BGRA word: bytes shifted down (Xrgb, Xbgr), R and B swapped (Xrgb, Rgbx), alpha
-        // forced to 255 (opaque layouts); the per-call choice is in flags bits 24..31
+        uint slot = (flags >> 16) & 0xFFu;
+        uvec4 at = isTexture ? uvec4(b.x + uint(sy) * b.y) + uvec4(sx) : uvec4(0u);
+        uvec4 w = uvec4(tex[slot].d[at.x], tex[slot].d[at.y], tex[slot].d[at.z], tex[slot].d[at.w]);
         uint srcLayout = (flags >> 8) & 0xFFu;
-        w >>= (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_XBGR) ? 8u : 0u;
-        uint swapped = (w & 0xFF00FF00u) | ((w >> 16) & 0xFFu) | ((w & 0xFFu) << 16);
-        w = (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_RGBX) ? swapped : w;
+        if (!SIMPLE)
+        {
+            // layout → BGRA word: bytes shifted down (Xrgb, Xbgr), R and B swapped (Xrgb, Rgbx), alpha
+            // forced to 255 (opaque layouts)
+            w >>= (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_XBGR) ? 8u : 0u;
+            uvec4 swapped = (w & 0xFF00FF00u) | ((w >> 16) & 0xFFu) | ((w & 0xFFu) << 16);
+            w = (srcLayout == LAYOUT_XRGB || srcLayout == LAYOUT_RGBX) ? swapped : w;
+        }
         w |= srcLayout == LAYOUT_PREMULTIPLIED ? 0u : 0xFF000000u;
-        // colour channels times dim/255 (255 leaves them unchanged), alpha kept
-        w = (mul255x2(w & 0x00FF00FFu, a.y & 0xFFu) | (mul255x2((w >> 8) & 0x00FF00FFu, a.y & 0xFFu) << 8) & 0x0000FF00u) | (w & 0xFF000000u);
-        uint s = isTexture ? w : a.y;
+        if (!SIMPLE)
+        {
+            // colour channels times dim/255 (255 leaves them unchanged), alpha kept
+            uvec4 dim = uvec4(a.y & 0xFFu);
+            w = (mul255x2(w & 0x00FF00FFu, dim) | (mul255x2((w >> 8) & 0x00FF00FFu, dim) << 8) & 0x0000FF00u) | (w & 0xFF000000u);
+        }
+        uvec4 s = isTexture ? w : uvec4(a.y);
         // premultiplied source-over, each channel s + d·(255 − sa)/255, saturating
-        uint inv = 255u - (s >> 24);
-        uint lo = (s & 0x00FF00FFu) + mul255x2(c & 0x00FF00FFu, inv);
-        uint hi = ((s >> 8) & 0x00FF00FFu) + mul255x2((c >> 8) & 0x00FF00FFu, inv);
+        uvec4 inv = 255u - (s >> 24);
+        uvec4 lo = (s & 0x00FF00FFu) + mul255x2(c & 0x00FF00FFu, inv);
+        uvec4 hi = ((s >> 8) & 0x00FF00FFu) + mul255x2((c >> 8) & 0x00FF00FFu, inv);
         lo = (lo | (((lo >> 8) & 0x00010001u) * 0xFFu)) & 0x00FF00FFu;
         hi = (hi | (((hi >> 8) & 0x00010001u) * 0xFFu)) & 0x00FF00FFu;
-        uint o = lo | (hi << 8);
-        c = covered ? o : c;
-        drawn = drawn || covered;
+        c = mix(c, lo | (hi << 8), covered);
+        drawn = bvec4(uvec4(drawn) | uvec4(covered));
     }
-    if (drawn) tgt.px[index] = c;
+    if (drawn.x) tgt.px[index] = c.x;
+    if (drawn.y) tgt.px[index + 1u] = c.y;
+    if (drawn.z) tgt.px[index + 2u] = c.z;
+    if (drawn.w) tgt.px[index + 3u] = c.w;
 }

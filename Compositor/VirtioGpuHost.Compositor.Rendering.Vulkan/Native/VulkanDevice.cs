@@ -4,8 +4,8 @@ using Buffer = Silk.NET.Vulkan.Buffer;
 
 namespace VirtioGpuHost.Compositor.Rendering.Vulkan.Native;
 
-/// <summary>One compute dispatch of a pass: TileCount tile records at word TileOffset, its calls (the uniform block) at word CallOffset, reading the textures in Slots (see shaders/vulkan/composite.comp).</summary>
-internal readonly record struct DispatchChunk(int TileOffset, int TileCount, int CallOffset, GpuBuffer[] Slots, int SlotCount);
+/// <summary>One chunk of a pass: TileCount tile records at word TileOffset (the first SimpleCount for the SIMPLE pipeline, the rest for the general one: one dispatch each), its calls (the uniform block) at word CallOffset, reading the textures in Slots (see shaders/vulkan/composite.comp).</summary>
+internal readonly record struct DispatchChunk(int TileOffset, int TileCount, int SimpleCount, int CallOffset, GpuBuffer[] Slots, int SlotCount);
 
 /// <summary>The pass's target size.</summary>
 internal readonly record struct PassLayout(int Width, int Height);
@@ -36,7 +36,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
     private ShaderModule _shader;
     private DescriptorSetLayout _setLayout;
     private PipelineLayout _pipelineLayout;
-    private Pipeline _pipeline;
+    private Pipeline _pipeline, _simplePipeline;
     private DescriptorPool _pool;
     private readonly List<DescriptorSet> _sets = new();
     private CommandPool _commandPool;
@@ -274,11 +274,19 @@ internal sealed unsafe class VulkanDevice : IDisposable
         var main = (byte*)SilkMarshal.StringToPtr("main");
         try
         {
-            var stage = new PipelineShaderStageCreateInfo { SType = StructureType.PipelineShaderStageCreateInfo, Stage = ShaderStageFlags.ComputeBit, Module = _shader, PName = main };
-            var cpci = new ComputePipelineCreateInfo { SType = StructureType.ComputePipelineCreateInfo, Stage = stage, Layout = _pipelineLayout };
-            Pipeline pipeline;
-            Check(_vk.CreateComputePipelines(_device, default, 1, &cpci, null, &pipeline), "vkCreateComputePipelines");
-            _pipeline = pipeline;
+            // two pipelines: constant_id 0 (SIMPLE) false = general, true = whole-tile 1:1 calls only
+            for (int simple = 0; simple < 2; simple++)
+            {
+                uint value = (uint)simple;
+                var entry = new SpecializationMapEntry { ConstantID = 0, Offset = 0, Size = 4 };
+                var spec = new SpecializationInfo { MapEntryCount = 1, PMapEntries = &entry, DataSize = 4, PData = &value };
+                var stage = new PipelineShaderStageCreateInfo { SType = StructureType.PipelineShaderStageCreateInfo, Stage = ShaderStageFlags.ComputeBit, Module = _shader, PName = main, PSpecializationInfo = &spec };
+                var cpci = new ComputePipelineCreateInfo { SType = StructureType.ComputePipelineCreateInfo, Stage = stage, Layout = _pipelineLayout };
+                Pipeline pipeline;
+                Check(_vk.CreateComputePipelines(_device, default, 1, &cpci, null, &pipeline), "vkCreateComputePipelines");
+                if (simple == 0) _pipeline = pipeline;
+                else _simplePipeline = pipeline;
+            }
         }
         finally
         {
@@ -501,7 +509,6 @@ internal sealed unsafe class VulkanDevice : IDisposable
             Check(_vk.BeginCommandBuffer(_commands, &begin), "vkBeginCommandBuffer");
             var toHost = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.HostWriteBit, DstAccessMask = AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit };
             _vk.CmdPipelineBarrier(_commands, PipelineStageFlags.HostBit, PipelineStageFlags.ComputeShaderBit, 0, 1, &toHost, 0, null, 0, null);
-            _vk.CmdBindPipeline(_commands, PipelineBindPoint.Compute, _pipeline);
             var constants = stackalloc int[9];
             for (int c = 0; c < chunks.Length; c++)
             {
@@ -514,11 +521,18 @@ internal sealed unsafe class VulkanDevice : IDisposable
                 _vk.CmdBindDescriptorSets(_commands, PipelineBindPoint.Compute, _pipelineLayout, 0, 1, &set, 0, null);
                 constants[0] = layout.Width;
                 constants[1] = layout.Height;
-                constants[2] = chunks[c].TileOffset;
-                constants[3] = chunks[c].TileCount;
-                _vk.CmdPushConstants(_commands, _pipelineLayout, ShaderStageFlags.ComputeBit, 0, 9 * 4, constants);
-                uint groupsX = (uint)Math.Min(chunks[c].TileCount, 65535), groupsY = (uint)((chunks[c].TileCount + 65534) / 65535);
-                _vk.CmdDispatch(_commands, groupsX, groupsY, 1);
+                // the SIMPLE tiles, then the general ones (disjoint tiles: no barrier between them)
+                for (int simple = 1; simple >= 0; simple--)
+                {
+                    int count = simple == 1 ? chunks[c].SimpleCount : chunks[c].TileCount - chunks[c].SimpleCount;
+                    if (count == 0) continue;
+                    _vk.CmdBindPipeline(_commands, PipelineBindPoint.Compute, simple == 1 ? _simplePipeline : _pipeline);
+                    constants[2] = chunks[c].TileOffset + (simple == 1 ? 0 : chunks[c].SimpleCount * 4);
+                    constants[3] = count;
+                    _vk.CmdPushConstants(_commands, _pipelineLayout, ShaderStageFlags.ComputeBit, 0, 9 * 4, constants);
+                    uint groupsX = (uint)Math.Min(count, 65535), groupsY = (uint)((count + 65534) / 65535);
+                    _vk.CmdDispatch(_commands, groupsX, groupsY, 1);
+                }
             }
             var done = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.ShaderWriteBit, DstAccessMask = AccessFlags.HostReadBit };
             _vk.CmdPipelineBarrier(_commands, PipelineStageFlags.ComputeShaderBit, PipelineStageFlags.HostBit, 0, 1, &done, 0, null, 0, null);
@@ -631,6 +645,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
                 if (_commandPool.Handle != 0) _vk.DestroyCommandPool(_device, _commandPool, null);
                 if (_pool.Handle != 0) _vk.DestroyDescriptorPool(_device, _pool, null);
                 if (_pipeline.Handle != 0) _vk.DestroyPipeline(_device, _pipeline, null);
+                if (_simplePipeline.Handle != 0) _vk.DestroyPipeline(_device, _simplePipeline, null);
                 if (_pipelineLayout.Handle != 0) _vk.DestroyPipelineLayout(_device, _pipelineLayout, null);
                 if (_setLayout.Handle != 0) _vk.DestroyDescriptorSetLayout(_device, _setLayout, null);
                 if (_shader.Handle != 0) _vk.DestroyShaderModule(_device, _shader, null);
