@@ -16,6 +16,7 @@ namespace VirtioGpuHost.IntegrationTests;
 /// under its label, the frozen app VM's watchdog must take its zone over, and every QEMU must be
 /// gone once the demo stops (SIGTERM).
 /// </summary>
+[Collection(AloneCollection.Name)]
 public sealed partial class DemoQemuTests(ITestOutputHelper output) : IDisposable
 {
     [DllImport("libc", SetLastError = true)]
@@ -194,4 +195,15 @@ public sealed partial class DemoQemuTests(ITestOutputHelper output) : IDisposabl
         try { return File.ReadAllText(Path.Combine(procDir, "cmdline")).Replace('\0', ' '); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ""; }
     }
+}
+
+
+/// <summary>
+/// Tests that boot four TCG guests at once: they run after every parallel test and alone, so the
+/// 2-core CI machine is not shared with the other QEMU tests (a starved guest would miss its window).
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class AloneCollection
+{
+    public const string Name = "alone (four QEMU guests)";
 }
