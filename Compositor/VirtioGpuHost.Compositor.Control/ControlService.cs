@@ -114,7 +114,7 @@ public sealed class ControlService : IDisposable
     private static IEnumerable<SurfaceKey> ShownKeys(LayoutConfig layout)
     {
         var keys = new HashSet<SurfaceKey>();
-        foreach (var p in layout.Placements) keys.Add(new SurfaceKey(p.Vm, p.Scanout));
+        foreach (var p in layout.Placements) if (p.Match is null) keys.Add(p.Surface);
         foreach (var vm in layout.Vms)
             if (vm.Fallback is { Kind: FallbackKind.OtherVm, Vm: { } other } f) keys.Add(new SurfaceKey(other, f.Scanout));
         return keys;
@@ -222,7 +222,7 @@ public sealed class ControlService : IDisposable
             {
                 var key = new SurfaceKey(vm.Name, i);
                 var s = Host.Store.Get(key);
-                var zones = layout.Placements.Where(p => p.Vm == vm.Name && p.Scanout == i).Select(p => p.Zone).ToList();
+                var zones = layout.Placements.Where(p => p.Vm == vm.Name && p.Match is null && p.Scanout == i).Select(p => p.Zone).ToList();
                 result.Add(new SurfaceDto(vm.Name, i, s?.IsEnabled == true, (int)(s?.SourceRect.Width ?? 0), (int)(s?.SourceRect.Height ?? 0),
                     s?.Format.ToString() ?? "", s?.Frames ?? 0, s is { Frames: > 0 } ? Math.Round((now - s.LastFrame).TotalMilliseconds, 1) : -1, zones));
             }

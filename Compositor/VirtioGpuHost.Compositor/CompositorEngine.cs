@@ -165,10 +165,18 @@ public sealed class CompositorEngine : IDisposable
             var damage = new Dictionary<SurfaceKey, Region>();
             foreach (var sf in changes.Scanouts)
             {
+                if (sf.State.Key.IsWindow && sf.State.Source is null)
+                {
+                    _scanouts.Remove(sf.State.Key); // a window gone for good (ids are never reused)
+                    continue;
+                }
                 _scanouts[sf.State.Key] = sf.State;
                 if (!sf.Damage.IsEmpty) damage[sf.State.Key] = sf.Damage;
             }
-            CountFrames(layout, changes, now);
+            // Window placements name the windows they show for this frame (the solver and the
+            // watchdog see concrete surfaces); the configured layout stays what SetLayout gave.
+            var frameLayout = ResolveWindows(layout);
+            CountFrames(frameLayout, changes, now);
 
             var transitions = new List<HealthTransition>();
             var health = _watchdog.Evaluate(now, transitions);
@@ -183,7 +191,7 @@ public sealed class CompositorEngine : IDisposable
             var surfaces = new Dictionary<SurfaceKey, SurfaceInfo>();
             foreach (var (key, s) in _scanouts)
                 if (s.IsEnabled) surfaces[key] = new SurfaceInfo((int)s.SourceRect.Width, (int)s.SourceRect.Height);
-            var plans = LayoutSolver.Solve(layout, new SceneState(health, surfaces));
+            var plans = LayoutSolver.Solve(frameLayout, new SceneState(health, surfaces));
 
             bool fullCheck = _options.SafetyCheck && (_lastFullCheck is not { } lastCheck || now - lastCheck >= _options.FullSafetyCheckInterval);
             if (fullCheck) _lastFullCheck = now;
@@ -242,12 +250,29 @@ public sealed class CompositorEngine : IDisposable
             ulong? hash = vm.ContentMustChange ? ContentHash(sf.State) : null;
             _watchdog.OnFrame(key.Vm, now, hash);
         }
+        // An idle app redraws nothing: a shown window whose client answers pings is alive. (Not
+        // for VMs whose content must change: only new, different frames prove life there.)
+        foreach (var p in layout.Placements)
+        {
+            if (p.Match is null || p.Window <= 0 || !_scanouts.TryGetValue(p.Surface, out var w) || !w.IsEnabled || !w.Responsive) continue;
+            if (layout.Vm(p.Vm) is { ContentMustChange: false }) _watchdog.OnFrame(p.Vm, now, null);
+        }
+    }
+
+    private LayoutConfig? _resolvedLayout;
+
+    private LayoutConfig ResolveWindows(LayoutConfig layout)
+    {
+        var windows = new List<WindowInfo>();
+        foreach (var (key, s) in _scanouts)
+            if (key.IsWindow && s.IsEnabled) windows.Add(new WindowInfo(key, s.AppId, s.Title));
+        return _resolvedLayout = WindowPlacements.Resolve(layout, windows, _resolvedLayout);
     }
 
     private static bool IsShownAnywhere(LayoutConfig layout, SurfaceKey key)
     {
         foreach (var p in layout.Placements)
-            if (p.Vm == key.Vm && p.Scanout == key.Scanout) return true;
+            if (p.Surface == key) return true;
         foreach (var vm in layout.Vms)
             if (vm.Fallback is { Kind: FallbackKind.OtherVm } f && f.Vm == key.Vm && f.Scanout == key.Scanout) return true;
         return false;

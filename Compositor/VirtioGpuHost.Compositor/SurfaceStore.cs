@@ -15,6 +15,18 @@ public sealed record ScanoutState(
     TimeSpan LastFrame)
 {
     public bool IsEnabled => Source is not null && !SourceRect.IsEmpty;
+
+    /// <summary>A Wayland window's app_id (windows only).</summary>
+    public string? AppId { get; init; }
+
+    /// <summary>A Wayland window's title (windows only).</summary>
+    public string? Title { get; init; }
+
+    /// <summary>
+    /// A window whose client answers the server's pings: proof of life without new frames (an
+    /// idle app redraws nothing). Scanouts: false (only flushes count).
+    /// </summary>
+    public bool Responsive { get; init; }
 }
 
 /// <summary>What changed for one scanout since the previous composed frame.</summary>
@@ -127,6 +139,59 @@ public sealed class SurfaceStore
         Changed?.Invoke();
     }
 
+    /// <summary>
+    /// A Wayland window of <paramref name="key"/>.Vm was mapped, committed (<paramref name="damage"/>
+    /// not null: a new frame, in window coordinates) or renamed. Windows live as long as their
+    /// client, independently of the VM's vhost-user connection (a host-side client, or a
+    /// cross-domain channel that ends with its context), so no generation applies.
+    /// </summary>
+    public void WindowUpdated(SurfaceKey key, IPixelSource source, VirtioGpuRect rect, VirtioGpuFormat format,
+        VirtioGpuRect? damage, string? appId, string? title, bool responsive)
+    {
+        if (!key.IsWindow) throw new ArgumentException("not a window key", nameof(key));
+        var now = _clock();
+        lock (_lock)
+        {
+            var s = SlotFor(key);
+            bool resized = s.State.SourceRect.Width != rect.Width || s.State.SourceRect.Height != rect.Height || s.State.Source is null;
+            s.Gone = false;
+            s.State = s.State with
+            {
+                Source = source, SourceRect = rect, Format = format, AppId = appId, Title = title, Responsive = responsive,
+                Frames = damage is null ? s.State.Frames : s.State.Frames + 1,
+                LastFrame = damage is null ? s.State.LastFrame : now,
+            };
+            if (resized) { s.Damage.Clear(); s.Damage.Add(new RectI(0, 0, (int)rect.Width, (int)rect.Height)); }
+            if (damage is { } d)
+            {
+                s.Damage.Add(new RectI((int)d.X, (int)d.Y, (int)d.Width, (int)d.Height));
+                if (s.Damage.Rects.Count > MaxDamageRects)
+                {
+                    var bounds = s.Damage.Bounds;
+                    s.Damage.Clear();
+                    s.Damage.Add(bounds);
+                }
+                s.NewFrames = true;
+                _frames[key.Vm] = _frames.GetValueOrDefault(key.Vm) + 1;
+            }
+        }
+        Changed?.Invoke();
+    }
+
+    /// <summary>A window was unmapped or its client went away; the next <see cref="TakeChanges"/> reports it disabled once, then forgets it.</summary>
+    public void WindowGone(SurfaceKey key)
+    {
+        lock (_lock)
+        {
+            if (!_slots.TryGetValue(key, out var s)) return;
+            s.State = s.State with { Source = null, SourceRect = default, Responsive = false };
+            s.Damage.Clear();
+            s.NewFrames = false;
+            s.Gone = true;
+        }
+        Changed?.Invoke();
+    }
+
     /// <summary>Every scanout with the damage and frames since the last call (which clears them), and the VMs that disconnected.</summary>
     public SceneChanges TakeChanges()
     {
@@ -139,6 +204,9 @@ public sealed class SurfaceStore
                 s.Damage.Clear();
                 s.NewFrames = false;
             }
+            // Gone windows were reported once; their ids never come back.
+            foreach (var f in result)
+                if (f.State.Key.IsWindow && _slots.TryGetValue(f.State.Key, out var g) && g.Gone) _slots.Remove(f.State.Key);
             var gone = _disconnected.ToArray();
             _disconnected.Clear();
             return new SceneChanges(result, gone);
@@ -162,7 +230,7 @@ public sealed class SurfaceStore
     {
         foreach (var (k, s) in _slots)
         {
-            if (k.Vm != vm) continue;
+            if (k.Vm != vm || k.IsWindow) continue; // windows live with their clients, not the device connection
             s.State = s.State with { Source = null, SourceRect = default };
             s.Damage.Clear();
             s.NewFrames = false;
@@ -181,5 +249,6 @@ public sealed class SurfaceStore
         public required ScanoutState State;
         public readonly Region Damage = new();
         public bool NewFrames;
+        public bool Gone;
     }
 }

@@ -1,4 +1,5 @@
 using VirtioGpuHost.Compositor.Core.Geometry;
+using VirtioGpuHost.Compositor.Core.Scene;
 
 namespace VirtioGpuHost.Compositor.Core.Layout;
 
@@ -77,7 +78,8 @@ public sealed record VmConfig(
     TimeSpan FramePeriod,
     bool ContentMustChange,
     FallbackConfig Fallback,
-    VmDeviceConfig? Device = null)
+    VmDeviceConfig? Device = null,
+    VmWaylandConfig? Wayland = null)
 {
     /// <summary>The VM's virtio-gpu device features (defaults when the config names none).</summary>
     public VmDeviceConfig DeviceOrDefault => Device ?? VmDeviceConfig.Default;
@@ -97,12 +99,57 @@ public sealed record VmDeviceConfig(bool Blob, int HostVisibleMiB, bool VirglCom
 }
 
 /// <summary>
+/// The VM's Wayland clients. <see cref="Socket"/>: a socket of the built-in Wayland server whose
+/// clients belong to this VM (its label, class and watchdog), null for none.
+/// <see cref="CrossDomainTarget"/>: where the VM's cross-domain Wayland channels (capset 5) go:
+/// null = the built-in server (the windows are this VM's), else an external compositor's socket
+/// path (as crosvm's --wayland-sock: the windows are that compositor's business).
+/// </summary>
+public sealed record VmWaylandConfig(string? Socket, string? CrossDomainTarget);
+
+/// <summary>
+/// Which Wayland window a placement shows: the newest mapped toplevel of its VM whose app_id and
+/// title match (null = any; '*' matches any run of characters, '?' one character).
+/// </summary>
+public sealed record WindowMatch(string? AppId, string? Title)
+{
+    public bool Matches(string? appId, string? title) =>
+        (AppId is null || Glob(AppId, appId ?? "")) && (Title is null || Glob(Title, title ?? ""));
+
+    public override string ToString() =>
+        string.Join(", ", new[] { AppId is null ? null : $"app_id \"{AppId}\"", Title is null ? null : $"title \"{Title}\"" }.Where(s => s is not null));
+
+    /// <summary>Glob match with '*' and '?' (iterative, linear in practice; no regex from config text).</summary>
+    public static bool Glob(string pattern, string text)
+    {
+        int p = 0, t = 0, star = -1, mark = 0;
+        while (t < text.Length)
+        {
+            if (p < pattern.Length && (pattern[p] == '?' || pattern[p] == text[t])) { p++; t++; }
+            else if (p < pattern.Length && pattern[p] == '*') { star = p++; mark = t; }
+            else if (star >= 0) { p = star + 1; t = ++mark; }
+            else return false;
+        }
+        while (p < pattern.Length && pattern[p] == '*') p++;
+        return p == pattern.Length;
+    }
+}
+
+/// <summary>
 /// A VM scanout shown in a zone. A zone shows its highest-priority active placement:
 /// ordinary ones are always active; a <see cref="Preempts"/> placement (a warning, a rear
 /// camera) is active only while its VM shows a live frame on that scanout, and the zone
 /// returns to the preempted one when it ends.
+/// With <see cref="Match"/>, the placement shows one of the VM's Wayland windows instead of a
+/// scanout; <see cref="Window"/> is the window it resolved to for the current frame (0 = not
+/// resolved, -1 = no window matches; see <see cref="WindowPlacements"/>).
 /// </summary>
-public sealed record PlacementConfig(string Vm, int Scanout, string Zone, ScaleMode Scale, int Priority, bool Preempts);
+public sealed record PlacementConfig(string Vm, int Scanout, string Zone, ScaleMode Scale, int Priority, bool Preempts,
+    WindowMatch? Match = null, long Window = 0)
+{
+    /// <summary>The surface this placement shows (for a window placement, as resolved).</summary>
+    public SurfaceKey Surface => new(Vm, Scanout, Window);
+}
 
 /// <summary>A whole validated layout. Immutable: a reload builds a new one and swaps it in.</summary>
 public sealed record LayoutConfig(

@@ -30,6 +30,7 @@ public static class LayoutLoader
     /// <summary>sun_path holds 108 bytes including the terminating NUL.</summary>
     public const int MaxSocketPathBytes = 107;
     public const int MaxNameLength = 64, MaxLabelLength = 64;
+    public const int MaxWindowPatternLength = 256;
     public const int MaxTitleLength = 128;
 
     private static readonly string[] TableNames = ["layout", "output", "zone", "vm", "placement"];
@@ -38,8 +39,8 @@ public static class LayoutLoader
     private static readonly string[] OutputKindNames = ["headless", "window"];
     private static readonly string[] WindowOnlyKeys = ["fullscreen", "title", "resizable"];
     private static readonly string[] ZoneKeys = ["name", "output", "rect", "z", "class"];
-    private static readonly string[] VmKeys = ["name", "socket", "label", "label_color", "class", "frame_period_ms", "content_must_change", "fallback", "blob", "host_visible_mib", "virgl_compat"];
-    private static readonly string[] PlacementKeys = ["vm", "scanout", "zone", "scale", "priority", "preempts"];
+    private static readonly string[] VmKeys = ["name", "socket", "label", "label_color", "class", "frame_period_ms", "content_must_change", "fallback", "blob", "host_visible_mib", "virgl_compat", "wayland_socket", "cross_domain_wayland"];
+    private static readonly string[] PlacementKeys = ["vm", "scanout", "app_id", "title", "zone", "scale", "priority", "preempts"];
     private static readonly string[] ClassNames = ["critical", "normal", "untrusted"];
     private static readonly string[] ScaleNames = ["fit", "fill", "integer", "none"];
 
@@ -296,7 +297,7 @@ public static class LayoutLoader
             // ---- vms ----
             var vmList = new List<Entry<VmConfig>>();
             var vmNames = new Dictionary<string, RawTable>(StringComparer.Ordinal);
-            var sockets = new Dictionary<string, RawTable>(StringComparer.Ordinal);
+            var sockets = new Dictionary<string, (RawTable Table, string Key)>(StringComparer.Ordinal);
             foreach (var t in vms)
             {
                 string? name = ReadName(t, vmNames, "vm");
@@ -310,10 +311,11 @@ public static class LayoutLoader
                 bool mustChangeOk = mustChange is not null || !t.Fields.ContainsKey("content_must_change");
                 FallbackConfig? fallback = ReadFallback(t);
                 var device = ReadDevice(t);
-                if (name is null || socket is null || label is null || labelColor is null || cls is null || !periodOk || !mustChangeOk || fallback is null || device is null) continue;
+                var wayland = ReadWayland(t, sockets, out bool waylandOk);
+                if (name is null || socket is null || label is null || labelColor is null || cls is null || !periodOk || !mustChangeOk || fallback is null || device is null || !waylandOk) continue;
                 vmList.Add(new(new VmConfig(name, socket, label, labelColor.Value, cls.Value,
                     TimeSpan.FromMilliseconds(period ?? DefaultFramePeriodMs), mustChange ?? false, fallback,
-                    device == VmDeviceConfig.Default ? null : device), t));
+                    device == VmDeviceConfig.Default ? null : device, wayland), t));
             }
             foreach (var (vm, t) in vmList)
             {
@@ -338,7 +340,13 @@ public static class LayoutLoader
                 bool priorityOk = priority is not null || !t.Fields.ContainsKey("priority");
                 bool? preempts = ReadBool(t, "preempts", false);
                 bool preemptsOk = preempts is not null || !t.Fields.ContainsKey("preempts");
-                bool ok = vm is not null && zone is not null && scanoutOk && scaleOk && priorityOk && preemptsOk;
+                var match = ReadWindowMatch(t, out bool matchOk);
+                bool ok = vm is not null && zone is not null && scanoutOk && scaleOk && priorityOk && preemptsOk && matchOk;
+                if (match is not null && t.Fields.ContainsKey("scanout"))
+                {
+                    Error(t, "scanout", "a placement shows either a scanout or a Wayland window (app_id / title), not both");
+                    ok = false;
+                }
                 if (vm is not null && !vmNames.ContainsKey(vm))
                 {
                     Error(t, "vm", $"unknown vm \"{vm}\"{Suggest(vm, vmNames.Keys)}");
@@ -349,7 +357,7 @@ public static class LayoutLoader
                     Error(t, "zone", $"unknown zone \"{zone}\"{Suggest(zone, zoneNames.Keys)}");
                     ok = false;
                 }
-                if (ok) placementList.Add(new(new PlacementConfig(vm!, (int)(scanout ?? 0), zone!, scale ?? ScaleMode.Fit, (int)(priority ?? 0), preempts ?? false), t));
+                if (ok) placementList.Add(new(new PlacementConfig(vm!, (int)(scanout ?? 0), zone!, scale ?? ScaleMode.Fit, (int)(priority ?? 0), preempts ?? false, match), t));
             }
             CheckPlacements(placementList, zoneList, vmList, zones, placements, outputList);
 
@@ -691,33 +699,81 @@ public static class LayoutLoader
             return ok ? result : null;
         }
 
-        private string? ReadSocket(RawTable t, Dictionary<string, RawTable> sockets)
+        private string? ReadSocket(RawTable t, Dictionary<string, (RawTable Table, string Key)> sockets) => ReadSocketPath(t, "socket", true, sockets);
+
+        /// <summary>A Unix socket path this process listens on (unique among all of the file's sockets) or connects to (<paramref name="sockets"/> null).</summary>
+        private string? ReadSocketPath(RawTable t, string key, bool required, Dictionary<string, (RawTable Table, string Key)>? sockets)
         {
-            string? socket = ReadString(t, "socket", true);
+            string? socket = ReadString(t, key, required);
             if (socket is null) return null;
             if (!socket.StartsWith('/'))
             {
-                Error(t, "socket", $"socket must be an absolute path, got \"{socket}\"");
+                Error(t, key, $"{key} must be an absolute path, got \"{socket}\"");
                 return null;
             }
             int bytes = Encoding.UTF8.GetByteCount(socket);
             if (bytes > MaxSocketPathBytes)
             {
-                Error(t, "socket", $"socket path is {bytes} bytes; a Unix socket path holds at most {MaxSocketPathBytes}");
+                Error(t, key, $"{key} path is {bytes} bytes; a Unix socket path holds at most {MaxSocketPathBytes}");
                 return null;
             }
             if (socket.Contains('\0'))
             {
-                Error(t, "socket", "socket path must not contain NUL");
+                Error(t, key, $"{key} path must not contain NUL");
                 return null;
             }
+            if (sockets is null) return socket;
             if (sockets.TryGetValue(socket, out var first))
             {
-                Error(t, "socket", $"socket \"{socket}\" is already used by {first.Subject} at line {first.LineOf("socket")}");
+                Error(t, key, $"{key} \"{socket}\" is already used by {first.Table.Subject} at line {first.Table.LineOf(first.Key)} (its {first.Key})");
                 return null;
             }
-            sockets[socket] = t;
+            sockets[socket] = (t, key);
             return socket;
+        }
+
+        private VmWaylandConfig? ReadWayland(RawTable t, Dictionary<string, (RawTable Table, string Key)> sockets, out bool ok)
+        {
+            ok = true;
+            string? socket = null, target = null;
+            if (t.Fields.ContainsKey("wayland_socket"))
+            {
+                socket = ReadSocketPath(t, "wayland_socket", false, sockets);
+                ok &= socket is not null;
+            }
+            if (t.Fields.ContainsKey("cross_domain_wayland"))
+            {
+                string? text = ReadString(t, "cross_domain_wayland", false);
+                if (text == "builtin") { }
+                else if (text is not null && text.StartsWith('/')) { target = ReadSocketPath(t, "cross_domain_wayland", false, null); ok &= target is not null; }
+                else
+                {
+                    if (text is not null)
+                        Error(t, "cross_domain_wayland", $"cross_domain_wayland must be \"builtin\" (the built-in Wayland server) or the absolute path of a host compositor's socket, got \"{Escape(text)}\"");
+                    ok = false;
+                }
+            }
+            return ok && (socket is not null || target is not null) ? new VmWaylandConfig(socket, target) : null;
+        }
+
+        private WindowMatch? ReadWindowMatch(RawTable t, out bool ok)
+        {
+            ok = true;
+            string? appId = null, title = null;
+            foreach (var key in new[] { "app_id", "title" })
+            {
+                if (!t.Fields.ContainsKey(key)) continue;
+                string? text = ReadString(t, key, false);
+                if (text is null || text.Length == 0 || text.Length > MaxWindowPatternLength || text.Any(char.IsControl))
+                {
+                    if (text is not null)
+                        Error(t, key, $"{key} must be 1 to {MaxWindowPatternLength} printable characters ('*' and '?' match any run / any one character), got \"{Escape(text)}\"");
+                    ok = false;
+                    continue;
+                }
+                if (key == "app_id") appId = text; else title = text;
+            }
+            return ok && (appId is not null || title is not null) ? new WindowMatch(appId, title) : null;
         }
 
         private string? ReadLabel(RawTable t)

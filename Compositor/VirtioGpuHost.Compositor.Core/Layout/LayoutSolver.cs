@@ -67,7 +67,7 @@ public static class LayoutSolver
         foreach (var p in layout.Placements)
         {
             if (p.Zone != zone.Name || layout.Vm(p.Vm) is null) continue;
-            if (p.Preempts && !IsLive(scene, p.Vm, p.Scanout)) continue;
+            if (p.Preempts && !IsLive(scene, p.Vm, p.Surface)) continue;
             if (best is null || p.Priority > best.Priority || (p.Priority == best.Priority && p.Preempts && !best.Preempts)) best = p;
         }
         return best;
@@ -136,8 +136,10 @@ public static class LayoutSolver
     private static RectI Centred(RectI content, long w, long h) =>
         new(content.X + (int)((content.Width - w) / 2), content.Y + (int)((content.Height - h) / 2), (int)w, (int)h);
 
-    private static bool IsLive(SceneState scene, string vm, int scanout) =>
-        scene.HealthOf(vm) == VmHealth.Live && scene.SurfaceOf(new SurfaceKey(vm, scanout)).IsEnabled;
+    private static bool IsLive(SceneState scene, string vm, int scanout) => IsLive(scene, vm, new SurfaceKey(vm, scanout));
+
+    private static bool IsLive(SceneState scene, string vm, SurfaceKey surface) =>
+        scene.HealthOf(vm) == VmHealth.Live && scene.SurfaceOf(surface).IsEnabled;
 
     /// <summary>Black or white, whichever reads better on <paramref name="background"/>.</summary>
     public static ColorBgra LabelForeground(ColorBgra background) =>
@@ -257,7 +259,7 @@ public static class LayoutSolver
 
     private static Decision Decide(ZoneConfig zone, PlacementConfig placement, VmConfig vm, SceneState scene, Dictionary<string, VmConfig> vms)
     {
-        var key = new SurfaceKey(vm.Name, placement.Scanout);
+        var key = placement.Surface;
         var health = scene.HealthOf(vm.Name);
         var info = scene.SurfaceOf(key);
         if (health == VmHealth.Live && info.IsEnabled)
