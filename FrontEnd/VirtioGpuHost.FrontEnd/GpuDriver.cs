@@ -64,6 +64,24 @@ public sealed class GpuDriver
         return new GpuReply(bytes, written);
     }
 
+    /// <summary>
+    /// <see cref="Wait"/> without waiting: the response when the device has returned
+    /// <paramref name="pending"/>, else null (for commands held on a fence, such as a POLL).
+    /// </summary>
+    public GpuReply? TryWait(PendingCommand pending)
+    {
+        uint written;
+        lock (_waitLock)
+        {
+            while (_control.TryTakeUsed(out var h, out var len)) _completed[(ushort)(h | (_control.Index << 15))] = len;
+            if (!_completed.Remove((ushort)(pending.Head | (_control.Index << 15)), out written)) return null;
+        }
+        var bytes = _ram.Span(pending.Response.Address, (int)pending.Response.Length).ToArray();
+        _ram.Allocator.Free(pending.Command.Address, pending.Command.Length);
+        _ram.Allocator.Free(pending.Response.Address, pending.Response.Length);
+        return new GpuReply(bytes, written);
+    }
+
     /// <summary>Queues, kicks and waits for one command.</summary>
     public GpuReply Submit(ReadOnlySpan<byte> command, int responseBytes = VirtioGpuCtrlHeader.Size, IReadOnlyList<GuestBuffer>? extraReadable = null)
     {
