@@ -10,7 +10,7 @@
 # the tests that need those tools skip with a message.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PKGS="weston wayland-utils libwayland-dev wayland-protocols qemu-system-x86 qemu-system-gui seabios busybox-static python3 gcc libc6-dev edid-decode libegl1 libegl-mesa0 libgl1-mesa-dri glslang-tools mesa-vulkan-drivers libvulkan1 xvfb libglfw3 libgl1 libglx-mesa0 chromium"
+PKGS="afl++ weston wayland-utils libwayland-dev wayland-protocols qemu-system-x86 qemu-system-gui seabios busybox-static python3 gcc libc6-dev edid-decode libegl1 libegl-mesa0 libgl1-mesa-dri glslang-tools mesa-vulkan-drivers libvulkan1 xvfb libglfw3 libgl1 libglx-mesa0 chromium"
 missing=
 for p in $PKGS; do
   dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing="$missing $p"

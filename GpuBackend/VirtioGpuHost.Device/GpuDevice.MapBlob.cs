@@ -34,6 +34,9 @@ public sealed partial class GpuDevice
         ulong length = (blob.Size + PageSize - 1) & ~(PageSize - 1);
         if (c.Offset > region.Size || length > region.Size - c.Offset)
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"blob {blob.Id}: [0x{c.Offset:x}, +0x{length:x}) is outside the 0x{region.Size:x}-byte host-visible region");
+        // Reservations still waiting for the VMM count too.
+        if (_mappings.Count >= _options.MaxBlobMappings)
+            return Fail(VirtioGpuCtrlType.ErrOutOfMemory, cmd, $"blob {blob.Id}: limit of {_options.MaxBlobMappings} mapped blobs reached");
         if (_mappings.Find(m => m.Overlaps(c.Offset, length)) is { } other)
             return Fail(VirtioGpuCtrlType.ErrInvalidParameter, cmd, $"blob {blob.Id}: [0x{c.Offset:x}, +0x{length:x}) overlaps blob {other.Blob.Id} at {other}");
 

@@ -62,6 +62,12 @@ public sealed class GpuDeviceOptions
     /// <summary>Largest number of contexts (CTX_CREATE) alive at once.</summary>
     public int MaxContexts { get; init; } = 64;
 
+    /// <summary>
+    /// Largest number of blobs mapped into the host-visible region at once (MAP_BLOB, counted from
+    /// the request until UNMAP_BLOB): each is a mapping and, with QEMU 11.1, a memory slot in the VMM.
+    /// </summary>
+    public int MaxBlobMappings { get; init; } = 1024;
+
     public OutputMode ModeFor(int scanout) => Modes.Count == 0 ? new OutputMode(1280, 800) : Modes[Math.Min(scanout, Modes.Count - 1)];
 
     public void Validate()
@@ -70,6 +76,9 @@ public sealed class GpuDeviceOptions
             throw new ArgumentOutOfRangeException(nameof(Scanouts), $"scanouts must be 1..{Wire.VirtioGpuLimits.MaxScanouts}, got {Scanouts}");
         if (MaxHostMemory == 0) throw new ArgumentOutOfRangeException(nameof(MaxHostMemory));
         if (MaxContexts < 0) throw new ArgumentOutOfRangeException(nameof(MaxContexts));
+        if (MaxResources < 1) throw new ArgumentOutOfRangeException(nameof(MaxResources));
+        if (MaxBlobMappings < 0) throw new ArgumentOutOfRangeException(nameof(MaxBlobMappings));
+        if (MaxHostBlobs < 0) throw new ArgumentOutOfRangeException(nameof(MaxHostBlobs));
         if (VirglCompat && !Blob)
             throw new ArgumentException("VirglCompat only makes sense with Blob: virgl itself is not implemented", nameof(VirglCompat));
     }

@@ -23,6 +23,12 @@ public abstract class MemoryBlock
     /// <summary>The fd behind this memory, if it can be shared with another process.</summary>
     public virtual FdHandle? Fd => null;
 
+    /// <summary>What keeps a truncation of the file behind this memory from crashing the process.</summary>
+    public virtual ShrinkProtection Protection => ShrinkProtection.NotAFile;
+
+    /// <summary>True once an access faulted past the end of a truncated file (the memory now reads zeros).</summary>
+    public virtual bool Faulted => false;
+
     /// <summary>Offset of <see cref="Address"/> within <see cref="Fd"/>.</summary>
     public virtual ulong FdOffset => 0;
 
@@ -67,24 +73,39 @@ public sealed class MappedBlock : MemoryBlock
     private readonly MappedMemory _mapping;
     private readonly FdHandle? _fd;
     private readonly ulong _fdOffset;
+    private readonly ShrinkProtection _protection;
 
-    private MappedBlock(MappedMemory mapping, FdHandle? fd, ulong fdOffset) : base(mapping.Address, mapping.Length)
+    private MappedBlock(MappedMemory mapping, FdHandle? fd, ulong fdOffset, ShrinkProtection protection) : base(mapping.Address, mapping.Length)
     {
         _mapping = mapping;
         _fd = fd;
         _fdOffset = fdOffset;
+        _protection = protection;
     }
 
     public override FdHandle? Fd => _fd;
     public override ulong FdOffset => _fdOffset;
+    public override ShrinkProtection Protection => _protection;
+    public override bool Faulted => _mapping.Faulted;
 
-    /// <summary>Maps [offset, offset+length) of <paramref name="fd"/>; the block takes ownership of the fd.</summary>
+    /// <summary>
+    /// Maps [offset, offset+length) of another process's <paramref name="fd"/> (guest RAM, a
+    /// client's buffer); the block takes ownership of the fd. The owner must not be able to crash
+    /// us by truncating the file: it is sealed against shrinking first where the kernel allows
+    /// (<see cref="ShrinkProtection.Sealed"/>), else the mapping is registered with the SIGBUS
+    /// guard (<see cref="ShrinkProtection.Guarded"/>); <see cref="ShrinkProtection.None"/> only
+    /// when neither is possible (no guard library). The size is checked after sealing, so a
+    /// sealed file is known to cover the range for good.
+    /// </summary>
     public static MappedBlock Map(FdHandle fd, ulong offset, ulong length)
     {
+        bool sealedShrink = MemFd.TrySealShrink(fd);
         ulong fileSize = MemFd.GetSize(fd);
         if (offset > fileSize || length > fileSize - offset)
             throw new ArgumentException($"range [0x{offset:x}, +0x{length:x}) lies beyond the end of the file (0x{fileSize:x} bytes)");
-        return new MappedBlock(MappedMemory.Map(fd, offset, length), fd, offset);
+        var mapping = MappedMemory.Map(fd, offset, length, guard: !sealedShrink);
+        var protection = sealedShrink ? ShrinkProtection.Sealed : mapping.Guarded ? ShrinkProtection.Guarded : ShrinkProtection.None;
+        return new MappedBlock(mapping, fd, offset, protection);
     }
 
     /// <summary>
@@ -97,7 +118,10 @@ public sealed class MappedBlock : MemoryBlock
         var fd = MemFd.Create(name, length);
         try
         {
-            var block = new MappedBlock(MappedMemory.Map(fd, 0, length), keepFd ? fd : null, 0);
+            // Our own memfds travel to the VMM (SHMEM_MAP) and the display: sealed, so nobody can
+            // shrink them under our mappings.
+            if (!MemFd.TrySealSize(fd)) throw new IOException($"memfd {name}: cannot seal its size");
+            var block = new MappedBlock(MappedMemory.Map(fd, 0, length), keepFd ? fd : null, 0, ShrinkProtection.Sealed);
             if (!keepFd) fd.Dispose();
             return block;
         }
@@ -113,6 +137,22 @@ public sealed class MappedBlock : MemoryBlock
         _mapping.Dispose();
         _fd?.Dispose();
     }
+}
+
+/// <summary>What keeps a truncation of the file behind a mapping from raising SIGBUS in this process.</summary>
+public enum ShrinkProtection
+{
+    /// <summary>Not a file mapping (native memory): nothing can be truncated.</summary>
+    NotAFile,
+
+    /// <summary>The file has F_SEAL_SHRINK: the kernel refuses to shrink it (no fault is possible).</summary>
+    Sealed,
+
+    /// <summary>Unsealable; a SIGBUS in the mapping is turned into zero pages by the SIGBUS guard.</summary>
+    Guarded,
+
+    /// <summary>Unsealable and no guard: a truncation by the owner would crash the process.</summary>
+    None,
 }
 
 /// <summary>Plain zeroed native memory (tests' fake guest RAM, scratch buffers).</summary>

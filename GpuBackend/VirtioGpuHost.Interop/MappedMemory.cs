@@ -19,6 +19,14 @@ public sealed unsafe class MappedMemory : IDisposable
         _mapLength = mapLength;
     }
 
+    private SigbusGuard.Registration? _guard;
+
+    /// <summary>True when a SIGBUS in this mapping (the file was truncated under us) is turned into zero pages.</summary>
+    public bool Guarded => _guard is not null;
+
+    /// <summary>True once this mapping faulted past the end of its file: its pages are now anonymous zeros.</summary>
+    public bool Faulted => _guard is { } g && g.Faults > 0;
+
     private readonly nint _mapBase;
     private readonly ulong _mapLength;
 
@@ -33,9 +41,11 @@ public sealed unsafe class MappedMemory : IDisposable
     /// Maps [offset, offset+length) of <paramref name="fd"/> MAP_SHARED. An unaligned offset
     /// is handled by mapping from the page below (old libvhost-user front-ends send those).
     /// The file must be at least offset+length bytes, so that no access can hit SIGBUS at
-    /// mapping time; shrinking the file later is the front-end's fault (see docs/reliability).
+    /// mapping time. With <paramref name="guard"/>, a file shrunk later by its owner cannot crash
+    /// us either: the mapping is registered with <see cref="SigbusGuard"/> (when available; see
+    /// <see cref="Guarded"/>), see docs/reliability.md.
     /// </summary>
-    public static MappedMemory Map(FdHandle fd, ulong offset, ulong length, bool writable = true)
+    public static MappedMemory Map(FdHandle fd, ulong offset, ulong length, bool writable = true, bool guard = false)
     {
         if (length == 0) throw new ArgumentException("cannot map 0 bytes", nameof(length));
         ulong pageOffset = offset % PageSize;
@@ -47,7 +57,9 @@ public sealed unsafe class MappedMemory : IDisposable
             fd.DangerousAddRef(ref added);
             void* p = mmap(null, (size_t)mapLength, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd.Number, (off_t)(long)mapOffset);
             if (p == (void*)-1) throw Errno.Fail("mmap");
-            return new MappedMemory((nint)p + (nint)pageOffset, length, (nint)p, mapLength);
+            var mapping = new MappedMemory((nint)p + (nint)pageOffset, length, (nint)p, mapLength);
+            if (guard) mapping._guard = SigbusGuard.TryRegister((nint)p, mapLength);
+            return mapping;
         }
         finally { if (added) fd.DangerousRelease(); }
     }
@@ -69,6 +81,8 @@ public sealed unsafe class MappedMemory : IDisposable
     public void Dispose()
     {
         var p = Interlocked.Exchange(ref _address, 0);
-        if (p != 0) _ = munmap((void*)_mapBase, (size_t)_mapLength);
+        if (p == 0) return;
+        _guard?.Dispose(); // first: the handler must never remap a range that is unmapped (and maybe reused)
+        _ = munmap((void*)_mapBase, (size_t)_mapLength);
     }
 }

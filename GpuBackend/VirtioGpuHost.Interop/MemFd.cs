@@ -7,11 +7,12 @@ namespace VirtioGpuHost.Interop;
 /// <summary>memfd_create(2): anonymous shareable memory that can travel as an fd.</summary>
 public static unsafe class MemFd
 {
-    public static FdHandle Create(string name, ulong size)
+    /// <param name="allowSealing">MFD_ALLOW_SEALING (off only in tests that need a file nobody can seal).</param>
+    public static FdHandle Create(string name, ulong size, bool allowSealing = true)
     {
         var bytes = Encoding.UTF8.GetBytes(name + "\0");
         int fd;
-        fixed (byte* p = bytes) fd = memfd_create(p, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        fixed (byte* p = bytes) fd = memfd_create(p, MFD_CLOEXEC | (allowSealing ? MFD_ALLOW_SEALING : 0));
         if (fd < 0) throw Errno.Fail("memfd_create");
         var handle = new FdHandle(fd);
         if (ftruncate(fd, (off_t)(long)size) < 0)
@@ -33,6 +34,25 @@ public static unsafe class MemFd
             stat st;
             if (fstat(fd.Number, &st) < 0) throw Errno.Fail("fstat");
             return (ulong)(long)st.st_size;
+        }
+        finally { if (added) fd.DangerousRelease(); }
+    }
+
+    /// <summary>
+    /// Makes sure the file behind <paramref name="fd"/> can never shrink: true when it already has
+    /// F_SEAL_SHRINK (QEMU's memory-backend-memfd seals by default) or we could add it (a memfd
+    /// created with MFD_ALLOW_SEALING and not F_SEAL_SEAL'ed); false for anything else (a memfd
+    /// without sealing, a tmpfs or hugetlbfs file), whose owner may still truncate it.
+    /// </summary>
+    public static bool TrySealShrink(FdHandle fd)
+    {
+        bool added = false;
+        try
+        {
+            fd.DangerousAddRef(ref added);
+            int seals = fcntl(fd.Number, F_GET_SEALS);
+            if (seals < 0) return false;
+            return (seals & F_SEAL_SHRINK) != 0 || fcntl(fd.Number, F_ADD_SEALS, F_SEAL_SHRINK) == 0;
         }
         finally { if (added) fd.DangerousRelease(); }
     }

@@ -252,6 +252,14 @@ public static unsafe class UnixSocket
         _ = shutdown(socket.Number, 2 /* SHUT_RDWR */);
     }
 
+    /// <summary>shutdown(SHUT_WR): the peer reads EOF after what was sent, while this end can still read its replies.</summary>
+    public static void ShutdownWrite(FdHandle socket)
+    {
+        if (socket.IsClosed) return;
+        using var r = new HandleRef(socket);
+        _ = shutdown(socket.Number, 1 /* SHUT_WR */);
+    }
+
     private static void SetTimeout(FdHandle socket, int option, TimeSpan timeout)
     {
         using var r = new HandleRef(socket);

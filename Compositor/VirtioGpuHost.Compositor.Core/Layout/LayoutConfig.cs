@@ -79,7 +79,8 @@ public sealed record VmConfig(
     bool ContentMustChange,
     FallbackConfig Fallback,
     VmDeviceConfig? Device = null,
-    VmWaylandConfig? Wayland = null)
+    VmWaylandConfig? Wayland = null,
+    VmLimitsConfig? Limits = null)
 {
     /// <summary>The VM's virtio-gpu device features (defaults when the config names none).</summary>
     public VmDeviceConfig DeviceOrDefault => Device ?? VmDeviceConfig.Default;
@@ -96,6 +97,23 @@ public sealed record VmConfig(
 public sealed record VmDeviceConfig(bool Blob, int HostVisibleMiB, bool VirglCompat)
 {
     public static VmDeviceConfig Default { get; } = new(true, 64, false);
+}
+
+/// <summary>
+/// Per-VM quotas ([[vm]] keys <c>max_resources</c>, <c>max_host_memory_mib</c>,
+/// <c>max_blob_mappings</c>, <c>max_contexts</c>, <c>max_wayland_clients</c>). A null field keeps the
+/// device's (or the Wayland server's) default. Exceeding one gets the protocol's error
+/// (virtio-gpu: ERR_OUT_OF_MEMORY); the VM and the host go on.
+/// </summary>
+public sealed record VmLimitsConfig(
+    int? MaxResources = null,
+    int? MaxHostMemoryMiB = null,
+    int? MaxBlobMappings = null,
+    int? MaxContexts = null,
+    int? MaxWaylandClients = null)
+{
+    public const int MaxResourcesLimit = 1 << 20, MaxHostMemoryMiBLimit = 1 << 20, MaxBlobMappingsLimit = 1 << 16,
+        MaxContextsLimit = 4096, MaxWaylandClientsLimit = 4096;
 }
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Tomlyn;
 using Tomlyn.Parsing;
 using Tomlyn.Syntax;
 using VirtioGpuHost.Compositor.Core.Geometry;
@@ -39,7 +40,7 @@ public static class LayoutLoader
     private static readonly string[] OutputKindNames = ["headless", "window"];
     private static readonly string[] WindowOnlyKeys = ["fullscreen", "title", "resizable"];
     private static readonly string[] ZoneKeys = ["name", "output", "rect", "z", "class"];
-    private static readonly string[] VmKeys = ["name", "socket", "label", "label_color", "class", "frame_period_ms", "content_must_change", "fallback", "blob", "host_visible_mib", "virgl_compat", "wayland_socket", "cross_domain_wayland"];
+    private static readonly string[] VmKeys = ["name", "socket", "label", "label_color", "class", "frame_period_ms", "content_must_change", "fallback", "blob", "host_visible_mib", "virgl_compat", "wayland_socket", "cross_domain_wayland", "max_resources", "max_host_memory_mib", "max_blob_mappings", "max_contexts", "max_wayland_clients"];
     private static readonly string[] PlacementKeys = ["vm", "scanout", "app_id", "title", "zone", "scale", "priority", "preempts"];
     private static readonly string[] ClassNames = ["critical", "normal", "untrusted"];
     private static readonly string[] ScaleNames = ["fit", "fill", "integer", "none"];
@@ -151,9 +152,50 @@ public static class LayoutLoader
             return new LayoutLoadResult(failed ? null : layout, sorted);
         }
 
+        /// <summary>The 1-based line of a trailing backslash or of the first \\u or \\U escape that is not a Unicode scalar value (0 if none is found).</summary>
+        private static int LineOfBadEscape(string text)
+        {
+            int line = 1;
+            for (int i = 0; i < text.Length; i++)
+            {
+                if (text[i] == '\n') { line++; continue; }
+                if (text[i] != '\\') continue;
+                if (i + 1 >= text.Length) return line; // a backslash at the very end
+                int digits = text[i + 1] == 'u' ? 4 : text[i + 1] == 'U' ? 8 : 0;
+                if (digits == 0)
+                {
+                    i++; // an escaped character (\\ included) is skipped as a pair
+                    continue;
+                }
+                if (i + 2 + digits <= text.Length &&
+                    uint.TryParse(text.AsSpan(i + 2, digits), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint v) &&
+                    !System.Text.Rune.IsValid(v))
+                    return line;
+            }
+            return 0;
+        }
+
         public LayoutLoadResult Run(string text)
         {
-            var doc = SyntaxParser.Parse(text, file, validate: true);
+            DocumentSyntax doc;
+            try
+            {
+                doc = SyntaxParser.Parse(text, file, validate: true);
+            }
+            catch (TomlException e)
+            {
+                // Tomlyn throws (instead of reporting) when arrays or inline tables nest deeper
+                // than its limit of 64 (found by fuzzing, docs/reliability.md).
+                Error(0, "", "", $"TOML: {e.Message.Split(". Change ")[0]}");
+                return Result(null);
+            }
+            catch (ArgumentOutOfRangeException)
+            {
+                // Tomlyn 2.10's lexer throws while describing a \u/\U escape that names a
+                // surrogate or a value past U+10FFFF (found by fuzzing): report it as the syntax error it is.
+                Error(LineOfBadEscape(text), "", "", "TOML: invalid escape sequence in a string (a backslash at the end of the file, or a \\u or \\U escape that is not a Unicode scalar value)");
+                return Result(null);
+            }
             foreach (var d in doc.Diagnostics)
             {
                 if (d.Kind == DiagnosticMessageKind.Error) Error(d.Span.Start.Line + 1, "", "", d.Message);
@@ -312,10 +354,11 @@ public static class LayoutLoader
                 FallbackConfig? fallback = ReadFallback(t);
                 var device = ReadDevice(t);
                 var wayland = ReadWayland(t, sockets, out bool waylandOk);
-                if (name is null || socket is null || label is null || labelColor is null || cls is null || !periodOk || !mustChangeOk || fallback is null || device is null || !waylandOk) continue;
+                var limits = ReadLimits(t, out bool limitsOk);
+                if (name is null || socket is null || label is null || labelColor is null || cls is null || !periodOk || !mustChangeOk || fallback is null || device is null || !waylandOk || !limitsOk) continue;
                 vmList.Add(new(new VmConfig(name, socket, label, labelColor.Value, cls.Value,
                     TimeSpan.FromMilliseconds(period ?? DefaultFramePeriodMs), mustChange ?? false, fallback,
-                    device == VmDeviceConfig.Default ? null : device, wayland), t));
+                    device == VmDeviceConfig.Default ? null : device, wayland, limits), t));
             }
             foreach (var (vm, t) in vmList)
             {
@@ -730,6 +773,27 @@ public static class LayoutLoader
             }
             sockets[socket] = (t, key);
             return socket;
+        }
+
+        /// <summary>The per-VM quota keys; null when none is given (the defaults apply), ok = false after an error.</summary>
+        private VmLimitsConfig? ReadLimits(RawTable t, out bool ok)
+        {
+            bool good = true;
+            int? Read(string field, long min, long max)
+            {
+                if (!t.Fields.ContainsKey(field)) return null;
+                long? v = ReadInt(t, field, false, min, max);
+                if (v is null) good = false;
+                return (int?)v;
+            }
+            var limits = new VmLimitsConfig(
+                Read("max_resources", 1, VmLimitsConfig.MaxResourcesLimit),
+                Read("max_host_memory_mib", 1, VmLimitsConfig.MaxHostMemoryMiBLimit),
+                Read("max_blob_mappings", 0, VmLimitsConfig.MaxBlobMappingsLimit),
+                Read("max_contexts", 0, VmLimitsConfig.MaxContextsLimit),
+                Read("max_wayland_clients", 0, VmLimitsConfig.MaxWaylandClientsLimit));
+            ok = good;
+            return ok && limits != new VmLimitsConfig() ? limits : null;
         }
 
         private VmWaylandConfig? ReadWayland(RawTable t, Dictionary<string, (RawTable Table, string Key)> sockets, out bool ok)

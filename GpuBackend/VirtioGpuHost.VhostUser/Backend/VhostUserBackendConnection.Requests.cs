@@ -166,6 +166,12 @@ public sealed partial class VhostUserBackendConnection
             Refuse(msg, $"region {d}: cannot map its fd: {e.Message}");
             return null;
         }
+        // docs/reliability.md: sealed (cannot shrink) or guarded (a fault reads zeros and closes the connection).
+        if (block.Protection == ShrinkProtection.None)
+            _log.LogWarning("{Conn}: region {Region}: its file cannot be sealed against shrinking and the SIGBUS guard is unavailable ({Why}): a front-end that truncates it would crash the process",
+                ConnectionName, d, SigbusGuard.UnavailableReason ?? "its table is full");
+        else if (block.Protection == ShrinkProtection.Guarded)
+            _log.LogInformation("{Conn}: region {Region}: its file cannot be sealed against shrinking; mapped under the SIGBUS guard", ConnectionName, d);
         try
         {
             return new GuestRegion(new GuestAddress(d.GuestPhysAddr), d.MemorySize, d.UserspaceAddr, d.MmapOffset, block);
@@ -389,6 +395,26 @@ public sealed partial class VhostUserBackendConnection
         if (q.Kick is null) return;
         EventFd.Drain(q.Kick);
         if (q.IsReady) _device.QueueKicked(q);
+        CheckMemoryFaults();
+    }
+
+    private long _guardFaultsSeen;
+
+    /// <summary>
+    /// A front-end that truncated a guest RAM file under our mapping (the SIGBUS guard turned the
+    /// fault into zero pages, in this thread or the compositor's) is broken: log it once and close
+    /// the connection. Costs one call into the guard library per event when nothing faulted.
+    /// </summary>
+    private void CheckMemoryFaults()
+    {
+        long total = SigbusGuard.TotalFaults;
+        if (total == _guardFaultsSeen) return;
+        _guardFaultsSeen = total;
+        var faulted = _memory.Regions.FirstOrDefault(r => r.Block.Faulted);
+        if (faulted is null) return;
+        _log.LogError("{Conn}: memory region {Region}: the front-end truncated its file under our mapping (an access past the end faulted and now reads zeros); closing the connection",
+            ConnectionName, faulted);
+        Loop.Stop();
     }
 
     private bool SetBackendReqFd(ReceivedMessage msg)

@@ -138,6 +138,7 @@ public sealed partial class VhostUserBackendConnection : IVhostUserBackendServic
             try
             {
                 Dispatch(msg);
+                CheckMemoryFaults();
             }
             catch (ProtocolViolationException e)
             {

@@ -71,9 +71,12 @@ public unsafe class HostVisibleFrontEndTests
     /// <summary>A back-end's blob: a memfd it also has mapped.</summary>
     private sealed class Blob : IDisposable
     {
-        public Blob(ulong size = 0x10000, byte fill = 0)
+        /// <param name="shrinkable">A memfd that can still be truncated (the back-end's own memfds are sealed against it).</param>
+        public Blob(ulong size = 0x10000, byte fill = 0, bool shrinkable = false)
         {
-            Memory = MappedBlock.CreateMemFd("vgh-hvfe-blob", size);
+            Memory = shrinkable
+                ? MappedBlock.Map(MemFd.Create("vgh-hvfe-blob", size, allowSealing: false), 0, size)
+                : MappedBlock.CreateMemFd("vgh-hvfe-blob", size);
             Memory.AsSpan(0, (int)size).Fill(fill);
         }
 
@@ -308,7 +311,7 @@ public unsafe class HostVisibleFrontEndTests
     public void BackEndShrinksItsMemfd_AccessFaultsInsteadOfSigbus()
     {
         using var s = new Setup(UnmappedAccess.Zero);
-        using var blob = new Blob(0x10000, 0x21);
+        using var blob = new Blob(0x10000, 0x21, shrinkable: true);
         Assert.Equal(0UL, s.Map(0, 0x10000, blob));
         Assert.Equal(0, ftruncate(blob.Fd.Number, 0x1000));
         Assert.All(Read(s.Region, 0x8000, 16, HostVisibleAccess.Zero), x => Assert.Equal(0, x));
