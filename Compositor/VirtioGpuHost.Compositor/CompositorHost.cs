@@ -4,7 +4,10 @@ using VirtioGpuHost.Backend;
 using VirtioGpuHost.Compositor.Core.Layout;
 using VirtioGpuHost.Compositor.Outputs;
 using VirtioGpuHost.Compositor.Rendering;
+using VirtioGpuHost.Compositor.Wayland;
+using VirtioGpuHost.CrossDomain;
 using VirtioGpuHost.Device;
+using VirtioGpuHost.Device.Capsets;
 
 namespace VirtioGpuHost.Compositor;
 
@@ -48,7 +51,9 @@ public sealed class CompositorHost : IDisposable
     private readonly CompositorHostOptions _options;
     private readonly object _lock = new();
     private readonly Dictionary<string, VmEndpoint> _vms = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _waylandSockets = new(StringComparer.Ordinal); // vm -> path listened on
     private FrameClock? _frameClock;
+    private WaylandBridge? _waylandBridge;
     private bool _started, _disposed;
 
     public CompositorHost(LayoutConfig layout, IRenderer renderer, ILoggerFactory loggers, CompositorHostOptions? options = null)
@@ -61,10 +66,20 @@ public sealed class CompositorHost : IDisposable
         Store = new SurfaceStore(clock);
         Engine = new CompositorEngine(layout, renderer, Store, clock, _log, _options.Compositor, _options.OutputFactory);
         Layout = layout;
+        Wayland = new WaylandServer(new WaylandServerOptions
+        {
+            Outputs = layout.Outputs.Select(o => new WaylandOutputInfo(o.Name, o.Width, o.Height, o.RefreshHz)).ToList(),
+        }, loggers);
     }
 
     public SurfaceStore Store { get; }
     public CompositorEngine Engine { get; }
+
+    /// <summary>
+    /// The built-in Wayland server (started with the host): clients of a VM's wayland_socket and
+    /// the VM's cross-domain channels become that VM's window surfaces.
+    /// </summary>
+    public WaylandServer Wayland { get; }
 
     /// <summary>The layout last applied (the engine uses it from its next frame).</summary>
     public LayoutConfig Layout { get; private set; }
@@ -77,6 +92,8 @@ public sealed class CompositorHost : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_started) return;
             _started = true;
+            Wayland.Start();
+            _waylandBridge = new WaylandBridge(Wayland, Store, Engine);
             SyncVms(Layout);
             if (_options.FrameClock)
             {
@@ -176,7 +193,16 @@ public sealed class CompositorHost : IDisposable
                 : new OutputMode((uint)content.Width, (uint)content.Height, (uint)(output?.RefreshHz ?? 60));
         }
         var device = vm.DeviceOrDefault;
-        return new GpuDeviceOptions { Scanouts = scanouts, Modes = modes, Blob = device.Blob, VirglCompat = device.Blob && device.VirglCompat };
+        var limits = vm.Limits;
+        var defaults = new GpuDeviceOptions();
+        return new GpuDeviceOptions
+        {
+            Scanouts = scanouts, Modes = modes, Blob = device.Blob, VirglCompat = device.Blob && device.VirglCompat,
+            MaxResources = limits?.MaxResources ?? defaults.MaxResources,
+            MaxHostMemory = limits?.MaxHostMemoryMiB is int mib ? (ulong)mib << 20 : defaults.MaxHostMemory,
+            MaxBlobMappings = limits?.MaxBlobMappings ?? defaults.MaxBlobMappings,
+            MaxContexts = limits?.MaxContexts ?? defaults.MaxContexts,
+        };
     }
 
     private void SyncVms(LayoutConfig layout)
@@ -194,11 +220,67 @@ public sealed class CompositorHost : IDisposable
             var options = DeviceOptionsFor(layout, vm);
             if (_vms.TryGetValue(vm.Name, out var existing))
             {
-                existing.Server.Options = options;
+                existing.Server.Options = WithCrossDomain(options, vm);
                 existing.Server.HostVisibleSize = HostVisibleBytes(vm);
                 continue;
             }
-            _vms[vm.Name] = new VmEndpoint(vm, options, Store, _loggers, _log);
+            _vms[vm.Name] = new VmEndpoint(vm, WithCrossDomain(options, vm), Store, _loggers, _log);
+        }
+        SyncWaylandSockets(layout);
+    }
+
+    /// <summary>
+    /// The VM's device with cross-domain contexts (capset 5) whose Wayland channels reach the
+    /// built-in server as this VM (or the external compositor its config names).
+    /// </summary>
+    private GpuDeviceOptions WithCrossDomain(GpuDeviceOptions options, VmConfig vm)
+    {
+        if (!options.Blob) return options;
+        string vmName = vm.Name;
+        string? external = vm.Wayland?.CrossDomainTarget;
+        var logger = _loggers.CreateLogger("VirtioGpuHost.CrossDomain");
+        var capset = new CrossDomainCapset(host => new CrossDomainContext(host, new CrossDomainOptions
+        {
+            OpenChannel = external is null ? () => Wayland.ConnectInProcess(vmName) : null,
+            WaylandSocketPath = external,
+            Logger = logger,
+        }));
+        return new GpuDeviceOptions
+        {
+            Scanouts = options.Scanouts, Modes = options.Modes, Edid = options.Edid, MaxHostMemory = options.MaxHostMemory,
+            MaxResources = options.MaxResources, Blob = options.Blob, VirglCompat = options.VirglCompat,
+            MaxHostBlobs = options.MaxHostBlobs, MaxContexts = options.MaxContexts, MaxBlobMappings = options.MaxBlobMappings, Capsets = [capset],
+        };
+    }
+
+    /// <summary>Listens on every VM's wayland_socket; a VM that left or moved stops there (its clients go).</summary>
+    private void SyncWaylandSockets(LayoutConfig layout)
+    {
+        foreach (var vm in layout.Vms) Wayland.SetOwnerLimit(vm.Name, vm.Limits?.MaxWaylandClients);
+        var wanted = layout.Vms.Where(v => v.Wayland?.Socket is not null).ToDictionary(v => v.Name, v => v.Wayland!.Socket!, StringComparer.Ordinal);
+        foreach (var (vm, path) in _waylandSockets.ToList())
+        {
+            if (wanted.TryGetValue(vm, out var p) && p == path) continue;
+            Wayland.StopListening(path);
+            Wayland.DisconnectOwner(vm);
+            _waylandSockets.Remove(vm);
+            _log.LogInformation("vm \"{Vm}\": stops listening for Wayland clients on {Socket}", vm, path);
+        }
+        foreach (var (vm, path) in wanted)
+        {
+            if (_waylandSockets.ContainsKey(vm)) continue;
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                Wayland.Listen(path, vm);
+                _waylandSockets[vm] = path;
+                _log.LogInformation("vm \"{Vm}\": Wayland clients on {Socket}", vm, path);
+            }
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+            {
+                // One VM's socket failing must not stop the others (as its vhost-user socket).
+                _log.LogError("vm \"{Vm}\": cannot listen for Wayland clients on {Socket}: {Error}", vm, path, e.Message);
+            }
         }
     }
 
@@ -212,6 +294,8 @@ public sealed class CompositorHost : IDisposable
         _frameClock?.Dispose();
         foreach (var e in _vms.Values) e.Dispose();
         _vms.Clear();
+        _waylandBridge?.Dispose();
+        Wayland.Dispose();
         Engine.Dispose();
     }
 

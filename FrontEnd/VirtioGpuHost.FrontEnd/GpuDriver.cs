@@ -15,7 +15,12 @@ public sealed class GpuDriver
     private readonly DriverQueue _control;
     private readonly DriverQueue _cursor;
     private readonly IVirtqueueNotifier _notifier;
-    private readonly Dictionary<ushort, uint> _completed = new();
+    // Completions are matched to submissions, not to descriptor heads: a head is free for reuse
+    // as soon as its chain is taken from the used ring, so a completion nobody collected yet (a
+    // held POLL, an abandoned command) must not be mistaken for the next chain with that head.
+    private readonly Dictionary<ushort, long> _inflight = new(); // queue-qualified head -> submission
+    private readonly Dictionary<long, uint> _completed = new();   // submission -> bytes written
+    private long _nextSubmission;
     private readonly object _waitLock = new();
     private ulong _nextFence = 1;
 
@@ -48,8 +53,8 @@ public sealed class GpuDriver
         var readable = new List<GuestBuffer> { new(cmd, (uint)command.Length) };
         if (extraReadable is not null) readable.AddRange(extraReadable);
         var writable = responseBytes > 0 ? new[] { new GuestBuffer(resp, (uint)responseBytes) } : Array.Empty<GuestBuffer>();
-        ushort head = _control.Add(readable, writable, UseIndirect);
-        return new PendingCommand(head, new GuestBuffer(cmd, (uint)Math.Max(command.Length, 1)), new GuestBuffer(resp, (uint)Math.Max(responseBytes, 1)));
+        var (head, submission) = Add(_control, readable, writable);
+        return new PendingCommand(head, new GuestBuffer(cmd, (uint)Math.Max(command.Length, 1)), new GuestBuffer(resp, (uint)Math.Max(responseBytes, 1))) { Submission = submission };
     }
 
     public void KickControl() => _notifier.Kick(_control);
@@ -57,7 +62,7 @@ public sealed class GpuDriver
     /// <summary>Waits until the device returned <paramref name="pending"/>, and reads its response.</summary>
     public GpuReply Wait(PendingCommand pending)
     {
-        uint written = WaitUsed(_control, pending.Head);
+        uint written = WaitUsed(_control, pending.Submission);
         var bytes = _ram.Span(pending.Response.Address, (int)pending.Response.Length).ToArray();
         _ram.Allocator.Free(pending.Command.Address, pending.Command.Length);
         _ram.Allocator.Free(pending.Response.Address, pending.Response.Length);
@@ -73,8 +78,8 @@ public sealed class GpuDriver
         uint written;
         lock (_waitLock)
         {
-            while (_control.TryTakeUsed(out var h, out var len)) _completed[(ushort)(h | (_control.Index << 15))] = len;
-            if (!_completed.Remove((ushort)(pending.Head | (_control.Index << 15)), out written)) return null;
+            TakeUsed(_control);
+            if (!_completed.Remove(pending.Submission, out written)) return null;
         }
         var bytes = _ram.Span(pending.Response.Address, (int)pending.Response.Length).ToArray();
         _ram.Allocator.Free(pending.Command.Address, pending.Command.Length);
@@ -93,20 +98,41 @@ public sealed class GpuDriver
     public GpuReply Submit<T>(in T command, int responseBytes = VirtioGpuCtrlHeader.Size) where T : unmanaged =>
         Submit(MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in command)), responseBytes);
 
-    private uint WaitUsed(DriverQueue queue, ushort head)
+    /// <summary>Adds a chain and records which submission its head stands for (before the device can return it).</summary>
+    private (ushort Head, long Submission) Add(DriverQueue queue, IReadOnlyList<GuestBuffer> readable, IReadOnlyList<GuestBuffer> writable)
     {
-        var deadline = DateTime.UtcNow + Timeout;
         lock (_waitLock)
         {
-            while (true)
+            ushort head = queue.Add(readable, writable, UseIndirect);
+            long submission = ++_nextSubmission;
+            _inflight[Key(queue, head)] = submission;
+            return (head, submission);
+        }
+    }
+
+    private static ushort Key(DriverQueue queue, ushort head) => (ushort)(head | (queue.Index << 15));
+
+    /// <summary>Moves every returned chain of <paramref name="queue"/> to the completions (under the wait lock).</summary>
+    private void TakeUsed(DriverQueue queue)
+    {
+        while (queue.TryTakeUsed(out var h, out var len))
+            if (_inflight.Remove(Key(queue, h), out long submission)) _completed[submission] = len;
+    }
+
+    private uint WaitUsed(DriverQueue queue, long submission)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            lock (_waitLock)
             {
-                while (queue.TryTakeUsed(out var h, out var len)) _completed[(ushort)(h | (queue.Index << 15))] = len;
-                if (_completed.Remove((ushort)(head | (queue.Index << 15)), out var written)) return written;
-                var left = deadline - DateTime.UtcNow;
-                if (left <= TimeSpan.Zero)
-                    throw new TimeoutException($"queue {queue.Index}: the device did not return chain {head} within {Timeout.TotalSeconds} s");
-                _notifier.WaitForInterrupt(queue, (int)Math.Min(left.TotalMilliseconds, 50) + 1);
+                TakeUsed(queue);
+                if (_completed.Remove(submission, out var written)) return written;
             }
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero)
+                throw new TimeoutException($"queue {queue.Index}: the device did not return submission {submission} within {Timeout.TotalSeconds} s");
+            _notifier.WaitForInterrupt(queue, (int)Math.Min(left.TotalMilliseconds, 50) + 1);
         }
     }
 
@@ -317,9 +343,9 @@ public sealed class GpuDriver
         var cmd = _ram.Allocator.Allocate((ulong)bytes.Length);
         bytes.CopyTo(_ram.Span(cmd, bytes.Length));
         var resp = _ram.Allocator.Allocate(VirtioGpuCtrlHeader.Size);
-        ushort head = _cursor.Add([new GuestBuffer(cmd, (uint)bytes.Length)], [new GuestBuffer(resp, VirtioGpuCtrlHeader.Size)], UseIndirect);
+        var (_, submission) = Add(_cursor, [new GuestBuffer(cmd, (uint)bytes.Length)], [new GuestBuffer(resp, VirtioGpuCtrlHeader.Size)]);
         _notifier.Kick(_cursor);
-        try { return WaitUsed(_cursor, head); }
+        try { return WaitUsed(_cursor, submission); }
         finally
         {
             _ram.Allocator.Free(cmd, (ulong)bytes.Length);

@@ -40,6 +40,9 @@ public sealed class GpuReply
 /// <summary>A command in flight on the control queue.</summary>
 public sealed class PendingCommand
 {
+    /// <summary>Which submission this is (completions are matched on it; heads are reused).</summary>
+    internal long Submission { get; init; }
+
     internal PendingCommand(ushort head, GuestBuffer command, GuestBuffer response)
     {
         Head = head;

@@ -62,6 +62,43 @@ internal static class BenchCommand
             if (parse.GetValue(json) is string js) File.WriteAllText(js, JsonSerializer.Serialize(all, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         });
+        cmd.Subcommands.Add(BuildWayland());
+        return cmd;
+    }
+
+    /// <summary>`bench wayland`: weston-simple-shm through weston headless, our server directly and through cross-domain.</summary>
+    private static Command BuildWayland()
+    {
+        var size = new Option<string>("--size") { Description = "Output size WxH (all servers)", DefaultValueFactory = _ => "1280x720" };
+        var seconds = new Option<double>("--seconds") { Description = "Measured seconds per server and round", DefaultValueFactory = _ => 5 };
+        var rounds = new Option<int>("--rounds") { Description = "Alternate the servers this many times (results are the median round)", DefaultValueFactory = _ => 3 };
+        var markdown = new Option<string?>("--markdown") { Description = "Append the result table to this Markdown file" };
+        var cmd = new Command("wayland", "weston-simple-shm frames/s and server CPU per frame: weston 10 headless vs our Wayland server, directly and through cross-domain")
+        {
+            size, seconds, rounds, markdown,
+        };
+        cmd.SetAction(parse =>
+        {
+            var mode = Device.OutputMode.Parse(parse.GetValue(size)!);
+            foreach (var exe in new[] { "weston", "weston-simple-shm" })
+                if (!File.Exists($"/usr/bin/{exe}")) { Console.Error.WriteLine($"bench wayland: /usr/bin/{exe} is missing (Debian package weston)"); return 1; }
+            string self = Environment.ProcessPath!;
+            string[] selfArgs = self.EndsWith("dotnet", StringComparison.Ordinal) ? [typeof(BenchCommand).Assembly.Location] : [];
+            var servers = new[] { "weston-headless", "ours-direct", "ours-cross-domain" };
+            var all = new List<WaylandBenchResult>();
+            for (int round = 0; round < parse.GetValue(rounds); round++)
+                foreach (var server in servers)
+                {
+                    var r = WaylandBenchmark.Run(server, self, selfArgs, (int)mode.Width, (int)mode.Height, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(parse.GetValue(seconds)));
+                    Console.Error.WriteLine($"round {round + 1}: {r.Server,-18} {r.FramesPerSecond,6:F1} fps  server {r.ServerCpuMsPerFrame:F3} ms/frame  guest side {r.GuestCpuMsPerFrame:F3} ms/frame  rss {r.ServerRssKb / 1024} MiB");
+                    all.Add(r);
+                }
+            var medians = servers.Select(s => all.Where(r => r.Server == s).OrderBy(r => r.ServerCpuMsPerFrame).ElementAt(parse.GetValue(rounds) / 2)).ToList();
+            string table = WaylandBenchmark.Table(medians, parse.GetValue(rounds), (int)mode.Width, (int)mode.Height);
+            Console.WriteLine(table);
+            if (parse.GetValue(markdown) is string md) File.AppendAllText(md, table + Environment.NewLine);
+            return 0;
+        });
         return cmd;
     }
 

@@ -20,13 +20,20 @@ internal static class FrontEndCommand
         var scanouts = new Option<int>("--scanouts") { Description = "Scanouts to draw on (the display side's max_outputs)", DefaultValueFactory = _ => 1 };
         var png = new Option<string?>("--png") { Description = "Write scanout N's display to this path (N.png added for N > 0)" };
         var frames = new Option<int>("--frames") { Description = "Extra full-frame presents after the first", DefaultValueFactory = _ => 0 };
+        var waylandProxy = new Option<string?>("--wayland-proxy")
+        {
+            Description = "Instead of drawing: play a guest's cross-domain Wayland proxy. Wayland clients that connect to this socket path reach the back-end's cross-domain contexts (capset 5), as a guest's would; runs until SIGINT/SIGTERM",
+            HelpName = "SOCKET",
+        };
+        var hostVisible = new Option<int>("--host-visible-mib") { Description = "Size of the host-visible region the VMM offers (with --wayland-proxy; the back-end's must match)", DefaultValueFactory = _ => 64 };
 
         var cmd = new Command("frontend", "Reference front-end: play VMM + guest driver against a vhost-user-gpu back-end and check what it displays")
         {
-            socket, pattern, size, format, scanouts, png, frames,
+            socket, pattern, size, format, scanouts, png, frames, waylandProxy, hostVisible,
         };
         cmd.SetAction(parse =>
         {
+            if (parse.GetValue(waylandProxy) is string proxyPath) return RunWaylandProxy(parse.GetValue(socket)!, proxyPath, parse.GetValue(hostVisible));
             var mode = Device.OutputMode.Parse(parse.GetValue(size)!);
             if (!Enum.TryParse<VirtioGpuFormat>(parse.GetValue(format), out var fmt))
             {
@@ -82,5 +89,19 @@ internal static class FrontEndCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>The guest side of cross-domain Wayland (what sommelier does in a guest) over the reference front-end.</summary>
+    private static int RunWaylandProxy(string socket, string proxyPath, int hostVisibleMiB)
+    {
+        using var cancel = new CancellationTokenSource();
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cancel.Cancel(); });
+        using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; cancel.Cancel(); });
+        using var vm = GpuVm.Connect(socket, new GpuVmOptions { RamSize = 64UL << 20, Blob = true, HostVisibleSize = (ulong)hostVisibleMiB << 20 });
+        using var proxy = new FrontEnd.CrossDomain.WaylandGuestProxy(vm, proxyPath);
+        Console.WriteLine($"wayland proxy: clients of {proxyPath} go through cross-domain contexts of {socket}");
+        cancel.Token.WaitHandle.WaitOne();
+        Console.WriteLine($"wayland proxy: {proxy.ClientsAccepted} clients, {proxy.Sends} SENDs, {proxy.Receives} RECEIVEs, {proxy.PoolBytesCopied} pool bytes copied");
+        return 0;
     }
 }

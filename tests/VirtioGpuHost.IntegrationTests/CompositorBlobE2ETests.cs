@@ -113,9 +113,21 @@ public sealed class CompositorBlobE2ETests : IDisposable
         // VM 2: a HOST3D blob mapped into the host-visible region; the guest draws through the mapping.
         using var hostVm = Connect(layout.Vm("hostblob")!.Socket, blob: true);
         var d = hostVm.Driver;
+        // HOST3D memory is named by the context that provides it: a cross-domain context (capset 5)
+        // with a query ring answers GET_IMAGE_REQUIREMENTS with the blob_id to create (as a guest's
+        // proxy allocates its buffers).
         GpuDriver.Expect(d.CtxCreate(1, 5, "e2e"), "CTX_CREATE");
-        ulong size = (ulong)W * H * 4;
-        GpuDriver.Expect(d.CreateBlob(2, VirtioGpuResourceCreateBlob.MemHost3D, VirtioGpuResourceCreateBlob.FlagUseMappable | VirtioGpuResourceCreateBlob.FlagUseShareable, size, blobId: 1, ctxId: 1), "CREATE_BLOB host3d");
+        var queryRing = hostVm.Ram.Allocator.Allocate(4096);
+        GpuDriver.Expect(d.CreateBlob(10, VirtioGpuResourceCreateBlob.MemGuest, VirtioGpuResourceCreateBlob.FlagUseMappable, 4096, [new GuestBuffer(queryRing, 4096)]), "query ring");
+        GpuDriver.Expect(d.CtxAttachResource(1, 10), "attach query ring");
+        GpuDriver.Expect(d.Submit3D(1, FrontEnd.CrossDomain.CrossDomainGuestWire.InitLegacy(10, channelType: 0)), "cross-domain INIT (query ring only)");
+        GpuDriver.Expect(d.Submit3D(1, FrontEnd.CrossDomain.CrossDomainGuestWire.GetImageRequirements(W, H, FrontEnd.CrossDomain.CrossDomainGuestWire.DrmFormatXrgb8888),
+            fence: true, ringIdx: FrontEnd.CrossDomain.CrossDomainGuestWire.QueryRing), "GET_IMAGE_REQUIREMENTS");
+        var reqs = FrontEnd.CrossDomain.CrossDomainGuestWire.ImageRequirementsReply.Parse(hostVm.Ram.Span(queryRing, 64));
+        Assert.Equal((uint)W * 4, reqs.Stride0);
+        ulong size = reqs.Size;
+        Assert.True(size >= (ulong)W * H * 4);
+        GpuDriver.Expect(d.CreateBlob(2, VirtioGpuResourceCreateBlob.MemHost3D, VirtioGpuResourceCreateBlob.FlagUseMappable | VirtioGpuResourceCreateBlob.FlagUseShareable, size, blobId: reqs.BlobId, ctxId: 1), "CREATE_BLOB host3d");
         const ulong MapAt = 0x10_0000;
         var map = d.MapBlob(2, MapAt);
         Assert.Equal(VirtioGpuCtrlType.OkMapInfo, map.Type);
