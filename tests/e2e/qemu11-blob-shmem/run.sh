@@ -16,7 +16,11 @@
 #                python3 vu_gpu_shmem.py -s "$GPU_SOCK" --dump-dir "$OUT" $BACKEND_ARGS
 #   BACKEND_ARGS extra arguments for the default back-end (e.g. --shmem-size 0x10000000)
 #   BLOB_ARGS    blobtest arguments (default "-u -n 8 -k"; "-x -k" for a back-end without
-#                the TEST protocol; see blobtest.c)
+#                the TEST protocol; see blobtest.c), or GUEST_PROG's arguments
+#   GUEST_PROG   the guest program: blobtest (default) or xdomain-wayland (cross-domain
+#                Wayland, xdomain-wayland.c; its arguments in BLOB_ARGS, e.g. "-s -w 5")
+#   GUEST_PASS   the serial line (grep pattern) that means the guest passed (default
+#                'BLOBTEST PASS'; 'XDOMAIN PASS' for xdomain-wayland)
 #   DEVICE_OPTS  extra vhost-user-test-device-pci properties (e.g. vq_size=256)
 #   CONFIG_SIZE  config space size (default 24), NUM_VQS (default 2)
 #   PROXY=1      log every vhost-user message with the recipe's vhost-user-proxy.py too
@@ -38,7 +42,7 @@ OUT=$(cd "$2" && pwd)
 rm -f "$OUT"/*.log "$OUT"/result.txt "$OUT"/serial-e2e.txt "$OUT"/qemu-cmdline.txt "$OUT"/scanout*.ppm
 . "$W/kernel.env"; . "$W/qemu11.env"
 MEM=${MEM:-512}; TIMEOUT=${TIMEOUT:-60}; PROXY=${PROXY:-0}; BACKEND_WAIT=${BACKEND_WAIT:-30}
-BLOB_ARGS=${BLOB_ARGS:--u -n 8 -k}; CONFIG_SIZE=${CONFIG_SIZE:-24}; NUM_VQS=${NUM_VQS:-2}
+BLOB_ARGS=${BLOB_ARGS:--u -n 8 -k}; GUEST_PROG=${GUEST_PROG:-blobtest}; CONFIG_SIZE=${CONFIG_SIZE:-24}; NUM_VQS=${NUM_VQS:-2}
 res() { echo "$*" >> "$OUT/result.txt"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b - a}'; }
@@ -86,7 +90,7 @@ QCMD=("$QEMU11" -accel tcg -m "$MEM"
   -chardev "socket,id=vgpu,path=$SOCK" -device "$DEV"
   -serial "file:$OUT/serial.log"
   -kernel "${VMLINUX:-$VMLINUZ}" -initrd "$W/initramfs-blob.cpio.gz"
-  -append "console=ttyS0 blob.args=$(echo "$BLOB_ARGS" | tr ' ' ',')")
+  -append "console=ttyS0 blob.prog=$GUEST_PROG blob.args=$(echo "$BLOB_ARGS" | tr ' ' ',')")
 printf '%q ' "${QCMD[@]}" > "$OUT/qemu-cmdline.txt"; echo >> "$OUT/qemu-cmdline.txt"
 TQ=$(now)
 "${QCMD[@]}" > "$OUT/qemu.log" 2>&1 &
@@ -114,7 +118,8 @@ res "guest_features=$(grep -m1 -o 'features: .virgl.*host_visible' "$E" | sed 's
 res "guest_params=$(grep -m1 'VIRTGPU params' "$E" | sed 's/.*params //')"
 res "host_visible_window=$(grep -m1 -o 'Host memory window: .*' "$E" | sed 's/Host memory window: //')"
 res "blobtest=$(grep -m1 -o 'BLOBTEST [A-Z]* fails=[0-9]*' "$E")"
-grep -q 'BLOBTEST PASS' "$E" || { [ $code = 0 ] && code=1; }
+[ "$GUEST_PROG" = blobtest ] || res "guest=$GUEST_PROG $(grep -a -m1 -o 'XDOMAIN \(PASS\|FAIL\).*' "$E")"
+grep -q "${GUEST_PASS:-BLOBTEST PASS}" "$E" || { [ $code = 0 ] && code=1; }
 # the default back-end logs RESULT lines; compare the scanout CRCs on both sides
 HOST_CRC=${HOST_CRC:-$([ -z "${BACKEND_CMD:-}" ] && echo require || echo optional)}
 res "host_crc=$HOST_CRC"
