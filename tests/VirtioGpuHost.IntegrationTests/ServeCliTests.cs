@@ -127,7 +127,7 @@ public sealed class ServeCliTests : IDisposable
     }
 
     /// <summary>Asks for snapshots (SIGUSR1) until <paramref name="check"/> accepts one.</summary>
-    private static bool SnapshotUntil(Server server, string png, Func<uint[], bool> check)
+    private static bool SnapshotUntil(Server server, string png, Func<uint[], bool> check, int width = 400)
     {
         var sw = Stopwatch.StartNew();
         while (sw.Elapsed < TimeSpan.FromSeconds(20))
@@ -139,7 +139,7 @@ public sealed class ServeCliTests : IDisposable
                 try
                 {
                     var (size, pixels) = PngFile.Read(png);
-                    if (size.Width == 400 && check(pixels)) return true;
+                    if (size.Width == width && check(pixels)) return true;
                 }
                 catch (IOException) { }
             }
@@ -203,6 +203,95 @@ public sealed class ServeCliTests : IDisposable
         File.Delete(png);
         Assert.True(SnapshotUntil(server, png, p => At(p, 300, 100) == 0xFFD50000 && At(p, 100, 100) == 0xFF00C853), "a rejected file changed the running layout");
         Assert.False(server.Process.HasExited);
+    }
+
+    /// <summary>
+    /// `serve` with Wayland as users run it: weston-simple-shm straight on VM one's
+    /// wayland_socket, and another inside "VM two" behind `frontend --wayland-proxy` (the guest's
+    /// proxy over cross-domain); both windows show in their VMs' zones in a SIGUSR1 snapshot.
+    /// </summary>
+    [Fact]
+    public void Serve_WaylandClients_DirectAndThroughFrontendProxy_ShowInTheirZones()
+    {
+        string shm = WaylandClientProcess.Require("weston-simple-shm");
+        var path = _dir.File("wayland.toml");
+        var snaps = _dir.File("snaps");
+        File.WriteAllText(path, $$"""
+            [layout]
+            label_height = 20
+            border_width = 2
+
+            [[output]]
+            name = "main"
+            width = 600
+            height = 300
+
+            [[zone]]
+            name = "a"
+            output = "main"
+            rect = [0, 0, 300, 300]
+            class = "normal"
+
+            [[zone]]
+            name = "b"
+            output = "main"
+            rect = [300, 0, 300, 300]
+            class = "untrusted"
+
+            [[vm]]
+            name = "one"
+            socket = "{{_dir.Path}}/one.sock"
+            wayland_socket = "{{_dir.Path}}/one-wayland"
+            label = "ONE"
+            label_color = "#0D47A1"
+            class = "normal"
+            frame_period_ms = 60000
+
+            [[vm]]
+            name = "two"
+            socket = "{{_dir.Path}}/two.sock"
+            label = "TWO"
+            label_color = "#1B5E20"
+            class = "untrusted"
+            frame_period_ms = 60000
+            host_visible_mib = 16
+
+            [[placement]]
+            vm = "one"
+            app_id = "*simple-shm"
+            zone = "a"
+            scale = "none"
+
+            [[placement]]
+            vm = "two"
+            app_id = "*simple-shm"
+            zone = "b"
+            scale = "none"
+            """);
+        using var server = new Server("serve", "--config", path, "--snapshot-dir", snaps, "--no-control");
+        Assert.True(server.WaitForLog("Wayland clients on", TimeSpan.FromSeconds(60)), server.Log);
+        Assert.True(SpinWait.SpinUntil(() => File.Exists(_dir.File("two.sock")), TimeSpan.FromSeconds(60)), server.Log);
+        string guestSocket = _dir.File("guest-wayland");
+        using var proxy = new Server("frontend", "-s", _dir.File("two.sock"), "--wayland-proxy", guestSocket, "--host-visible-mib", "16");
+        Assert.True(proxy.WaitForLog("wayland proxy: clients of", TimeSpan.FromSeconds(60)), proxy.Log);
+        using var direct = WaylandClientProcess.Start(shm, "", _dir.File("one-wayland"));
+        using var viaGuest = WaylandClientProcess.Start(shm, "", guestSocket);
+
+        // A 250x250 simple-shm window, centred 1:1 in a 296x276 content rect at (zone.x + 2, 22):
+        // its 20-px padding is white, its outer ring coloured, the content around it the background.
+        static bool ShowsSimpleShm(uint[] p, int zoneX)
+        {
+            int wx = zoneX + 2 + (296 - 250) / 2, wy = 22 + (276 - 250) / 2;
+            uint At(int x, int y) => p[y * 600 + x];
+            return At(wx + 5, wy + 5) == 0xFFFFFFFF && At(wx + 244, wy + 244) == 0xFFFFFFFF
+                && At(wx + 30, wy + 125) is not (0xFFFFFFFF or 0xFF000000)
+                && At(wx - 3, wy + 100) == 0xFF000000;
+        }
+        string png = Path.Combine(snaps, "main.png");
+        Assert.True(SnapshotUntil(server, png, p => ShowsSimpleShm(p, 0) && ShowsSimpleShm(p, 300), 600),
+            $"no snapshot with both simple-shm windows:\n{server.Log}\nproxy:\n{proxy.Log}\nclients:\n{direct.Output}\n{viaGuest.Output}");
+        Assert.False(direct.HasExited, direct.Output);
+        Assert.False(viaGuest.HasExited, viaGuest.Output);
     }
 
     [Fact]
