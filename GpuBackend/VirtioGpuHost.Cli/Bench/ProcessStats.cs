@@ -19,6 +19,19 @@ internal static class ProcessStats
         return TimeSpan.FromTicks(ns / 100);
     }
 
+    /// <summary>
+    /// CPU time of <paramref name="pid"/> so far including threads that have exited (utime + stime
+    /// of /proc/PID/stat, in clock ticks of 10 ms): for processes whose threads come and go, where
+    /// <see cref="CpuTime"/> (live threads only) could even go backwards.
+    /// </summary>
+    public static TimeSpan CpuTimeWithExitedThreads(int pid)
+    {
+        var text = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = text[(text.LastIndexOf(')') + 2)..].Split(' '); // after "pid (comm) "
+        long ticks = long.Parse(fields[11]) + long.Parse(fields[12]); // utime, stime (fields 14, 15)
+        return TimeSpan.FromMilliseconds(ticks * 10);
+    }
+
     /// <summary>VmRSS and VmHWM in KiB.</summary>
     public static (long RssKb, long HwmKb) Memory(int pid)
     {

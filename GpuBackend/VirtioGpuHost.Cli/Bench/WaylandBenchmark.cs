@@ -15,7 +15,8 @@ internal sealed record WaylandBenchResult(string Server, double FramesPerSecond,
 /// --wayland-proxy`, which carries it over a virtio-gpu cross-domain context to `serve`).
 /// All servers present at 60 Hz on a WxH output, so frames/s is bounded by the frame clock;
 /// the figure that compares is the servers' CPU per client frame. Frames are the client's own
-/// wl_surface.commit requests (WAYLAND_DEBUG=client, the same cost in every set-up).
+/// wl_surface.commit requests (WAYLAND_DEBUG=client, the same cost in every set-up). CPU is utime + stime of each
+/// process (10-ms ticks, exited threads included).
 /// </summary>
 internal static class WaylandBenchmark
 {
@@ -96,13 +97,13 @@ internal static class WaylandBenchmark
             Thread.Sleep(warmup);
             if (cp.HasExited) throw new InvalidOperationException($"weston-simple-shm exited (code {cp.ExitCode}) against {server}");
             long c0 = Interlocked.Read(ref commits);
-            var s0 = ProcessStats.CpuTime(serverProc.Id);
-            var g0 = guestProc is null ? TimeSpan.Zero : ProcessStats.CpuTime(guestProc.Id);
+            var s0 = ProcessStats.CpuTimeWithExitedThreads(serverProc.Id);
+            var g0 = guestProc is null ? TimeSpan.Zero : ProcessStats.CpuTimeWithExitedThreads(guestProc.Id);
             var sw = Stopwatch.StartNew();
             Thread.Sleep(measure);
             long frames = Interlocked.Read(ref commits) - c0;
-            var serverCpu = ProcessStats.CpuTime(serverProc.Id) - s0;
-            var guestCpu = guestProc is null ? TimeSpan.Zero : ProcessStats.CpuTime(guestProc.Id) - g0;
+            var serverCpu = ProcessStats.CpuTimeWithExitedThreads(serverProc.Id) - s0;
+            var guestCpu = guestProc is null ? TimeSpan.Zero : ProcessStats.CpuTimeWithExitedThreads(guestProc.Id) - g0;
             double secs = sw.Elapsed.TotalSeconds;
             var (rss, _) = ProcessStats.Memory(serverProc.Id);
             if (frames <= 0) throw new InvalidOperationException($"no frames against {server}");
