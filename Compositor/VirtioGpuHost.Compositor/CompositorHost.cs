@@ -34,6 +34,12 @@ public sealed record CompositorHostOptions
     /// <summary>The time source (a fake one in tests); default: a monotonic stopwatch.</summary>
     public Func<TimeSpan>? Clock { get; init; }
 
+    /// <summary>
+    /// Apply the per-class scheduling policy to VM connections (docs/reliability.md, "Fairness and
+    /// deadlines"); false only to measure without it (`bench fairness --policy off`).
+    /// </summary>
+    public bool Fairness { get; init; } = true;
+
     /// <summary>Makes each output (default: headless).</summary>
     public Func<OutputConfig, IRenderer, IOutput>? OutputFactory { get; init; }
 }
@@ -52,6 +58,7 @@ public sealed class CompositorHost : IDisposable
     private readonly object _lock = new();
     private readonly Dictionary<string, VmEndpoint> _vms = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _waylandSockets = new(StringComparer.Ordinal); // vm -> path listened on
+    private readonly Func<TimeSpan> _clock;
     private FrameClock? _frameClock;
     private WaylandBridge? _waylandBridge;
     private bool _started, _disposed;
@@ -63,6 +70,7 @@ public sealed class CompositorHost : IDisposable
         _options = options ?? new CompositorHostOptions();
         var sw = Stopwatch.StartNew();
         var clock = _options.Clock ?? (() => sw.Elapsed);
+        _clock = clock;
         Store = new SurfaceStore(clock);
         Engine = new CompositorEngine(layout, renderer, Store, clock, _log, _options.Compositor, _options.OutputFactory);
         Layout = layout;
@@ -97,7 +105,7 @@ public sealed class CompositorHost : IDisposable
             SyncVms(Layout);
             if (_options.FrameClock)
             {
-                _frameClock = new FrameClock(Engine, _log);
+                _frameClock = new FrameClock(Engine, _log, _clock);
                 _frameClock.Start();
             }
         }
@@ -142,6 +150,12 @@ public sealed class CompositorHost : IDisposable
         }
         return result;
     }
+
+    /// <summary>Output ticks the frame clock skipped because the previous frame was not done (0 in step mode).</summary>
+    public long MissedFrames => _frameClock?.MissedTicks ?? 0;
+
+    /// <summary>The frame clock's tick 0 on the store's clock (<see cref="FrameClock.Epoch"/>); null in step mode.</summary>
+    public TimeSpan? FrameClockEpoch => _frameClock?.Epoch;
 
     /// <summary>Whether <paramref name="vm"/> has a front-end connected now.</summary>
     public bool IsConnected(string vm) => Store.IsConnected(vm);
@@ -218,13 +232,15 @@ public sealed class CompositorHost : IDisposable
         foreach (var vm in layout.Vms)
         {
             var options = DeviceOptionsFor(layout, vm);
+            var scheduling = VmScheduling.For(vm.Class, _options.Fairness);
             if (_vms.TryGetValue(vm.Name, out var existing))
             {
                 existing.Server.Options = WithCrossDomain(options, vm);
                 existing.Server.HostVisibleSize = HostVisibleBytes(vm);
+                existing.Scheduling = scheduling; // new connections; running threads keep theirs
                 continue;
             }
-            _vms[vm.Name] = new VmEndpoint(vm, WithCrossDomain(options, vm), Store, _loggers, _log);
+            _vms[vm.Name] = new VmEndpoint(vm, WithCrossDomain(options, vm), Store, _loggers, _log, scheduling);
         }
         SyncWaylandSockets(layout);
     }
@@ -309,9 +325,11 @@ public sealed class CompositorHost : IDisposable
         private readonly Thread _thread;
         private readonly Dictionary<GpuDevice, CompositorDisplay> _displays = new();
 
-        public VmEndpoint(VmConfig vm, GpuDeviceOptions options, SurfaceStore store, ILoggerFactory loggers, ILogger log)
+        public VmEndpoint(VmConfig vm, GpuDeviceOptions options, SurfaceStore store, ILoggerFactory loggers, ILogger log, VmScheduling scheduling)
         {
             Socket = vm.Socket;
+            _vmName = vm.Name;
+            _vmLog = log;
             Server = new GpuBackendServer(options, loggers, vm.Name, device =>
             {
                 var display = new CompositorDisplay(vm.Name, store);
@@ -330,6 +348,7 @@ public sealed class CompositorHost : IDisposable
                 }
                 display.Disconnected();
             };
+            Scheduling = scheduling; // before the listener accepts anything
             var ready = new ManualResetEventSlim();
             Exception? failure = null;
             _thread = new Thread(() =>
@@ -359,6 +378,23 @@ public sealed class CompositorHost : IDisposable
 
         private ulong _closedBytesCopied;
         private long _closedCommands, _closedErrors;
+        private VmScheduling? _scheduling;
+        private string _vmName = "";
+        private ILogger _vmLog = null!;
+
+        /// <summary>The fairness policy of this VM's connections from now on (logged when it is set or changes).</summary>
+        public VmScheduling Scheduling
+        {
+            get => _scheduling!;
+            set
+            {
+                if (value == _scheduling) return;
+                _scheduling = value;
+                Server.ConnectionNice = value.Nice;
+                Server.CommandBudget = value.Budget;
+                _vmLog.LogInformation("vm \"{Vm}\": scheduling policy: {Policy}", _vmName, value);
+            }
+        }
 
         public VmDeviceStats DeviceStats()
         {

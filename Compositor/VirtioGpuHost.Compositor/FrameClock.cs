@@ -15,23 +15,38 @@ public sealed class FrameClock : IDisposable
     private readonly ILogger _log;
     private readonly Thread _thread;
     private readonly CancellationTokenSource _stop = new();
+    private readonly Func<TimeSpan>? _clock;
     private long _missed;
+    private long _epochTicks = -1;
 
-    public FrameClock(CompositorEngine engine, ILogger logger)
+    /// <param name="clock">
+    /// The engine's clock, only to report <see cref="Epoch"/> on it (the ticks themselves follow a
+    /// monotonic stopwatch).
+    /// </param>
+    public FrameClock(CompositorEngine engine, ILogger logger, Func<TimeSpan>? clock = null)
     {
         _engine = engine;
         _log = logger;
+        _clock = clock;
         _thread = new Thread(Run) { IsBackground = true, Name = "compositor frame clock" };
     }
 
     /// <summary>Ticks that came while the previous frame was still being made.</summary>
     public long MissedTicks => Interlocked.Read(ref _missed);
 
+    /// <summary>
+    /// Time of tick 0 on the clock given to the constructor (tick k is due at Epoch + k × period
+    /// while the period stays): null before the thread started or without a clock. The fairness
+    /// benchmark places flushes and frames on this grid.
+    /// </summary>
+    public TimeSpan? Epoch => Interlocked.Read(ref _epochTicks) is >= 0 and var t ? TimeSpan.FromTicks(t) : null;
+
     public void Start() => _thread.Start();
 
     private void Run()
     {
         var sw = Stopwatch.StartNew();
+        if (_clock is not null) Interlocked.Exchange(ref _epochTicks, _clock().Ticks);
         var next = TimeSpan.Zero;
         while (!_stop.IsCancellationRequested)
         {

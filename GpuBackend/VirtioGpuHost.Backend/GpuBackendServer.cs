@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using VirtioGpuHost.Device;
 using VirtioGpuHost.Device.Display;
+using VirtioGpuHost.Device.Queues;
 using VirtioGpuHost.Interop;
 using VirtioGpuHost.VhostUser.Backend;
 
@@ -46,6 +47,32 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
     private readonly HashSet<VhostUserBackendConnection> _active = new();
     private readonly SemaphoreSlim _slots = new(MaxConcurrentConnections);
     private int _connections;
+
+    private int _connectionNice;
+
+    /// <summary>
+    /// Nice value given to each connection thread started from now on (0: left as started, which
+    /// is the listener's). A positive value makes this socket's connections yield the CPU to the
+    /// others under contention (the fairness policy of an untrusted VM); a negative one needs
+    /// CAP_SYS_NICE, and without it the thread stays as it was (logged once per connection).
+    /// </summary>
+    public int ConnectionNice
+    {
+        get => Volatile.Read(ref _connectionNice);
+        set => Volatile.Write(ref _connectionNice, Math.Clamp(value, ThreadScheduling.MinNice, ThreadScheduling.MaxNice));
+    }
+
+    private CommandBudgetLimits? _commandBudget;
+
+    /// <summary>
+    /// Control-queue work each connection started from now on may do per time slice (null: no
+    /// limit beyond the 64 commands per loop turn): see <see cref="CommandBudget"/>.
+    /// </summary>
+    public CommandBudgetLimits? CommandBudget
+    {
+        get => Volatile.Read(ref _commandBudget);
+        set { value?.Validate(); Volatile.Write(ref _commandBudget, value); }
+    }
 
     /// <summary>How long a reply may wait for a front-end that does not read before its connection is dropped.</summary>
     public TimeSpan SendTimeout { get; init; } = VhostUserBackendConnection.DefaultSendTimeout;
@@ -98,8 +125,10 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
                     _slots.Release();
                     continue;
                 }
+                int nice = ConnectionNice;
                 var t = new Thread(() =>
                 {
+                    ApplyNice(nice);
                     try { ServeConnection(conn, cancel); }
                     finally { _slots.Release(); }
                 }) { IsBackground = true, Name = $"{name ?? "vhost-user"} connection" };
@@ -115,12 +144,23 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
         }
     }
 
+    /// <summary>Sets the calling (new connection) thread's nice value; a refusal leaves it as it is.</summary>
+    private void ApplyNice(int nice)
+    {
+        if (nice == 0) return;
+        int tid = ThreadScheduling.CurrentThreadId;
+        int errno = ThreadScheduling.TrySetNice(tid, nice);
+        if (errno != 0)
+            _log.LogWarning("{Name}: cannot set connection thread {Tid} to nice {Nice}: {Error}; it keeps its priority",
+                name ?? "vhost-user", tid, nice, Errno.Describe(errno));
+    }
+
     /// <summary>Serves one connected socket until the front-end goes away or <paramref name="cancel"/> fires.</summary>
     public void ServeConnection(FdHandle socket, CancellationToken cancel)
     {
         int n = Interlocked.Increment(ref _connections);
         string connName = name is null ? $"conn {n}" : $"{name} #{n}";
-        var device = new VhostUserGpuDevice(Options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay, HostVisibleSize);
+        var device = new VhostUserGpuDevice(Options, loggers.CreateLogger("VirtioGpuHost.Gpu"), ownDisplay, HostVisibleSize, CommandBudget);
         var connection = new VhostUserBackendConnection(socket, device, loggers.CreateLogger("VirtioGpuHost.VhostUser"), connName, SendTimeout)
         {
             BackendReplyTimeout = BackendReplyTimeout,

@@ -49,8 +49,12 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
     /// power of two from 4 KiB to <see cref="MaxHostVisibleSize"/> (QEMU asserts a power of two).
     /// With a region the SHMEM protocol feature is offered and GET_SHMEM_CONFIG reports it.
     /// </param>
-    public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger, Func<GpuDevice, IGpuDisplay>? ownDisplay = null, ulong hostVisibleSize = 0)
+    /// <param name="commandBudget">Limits of this connection's control-queue work per time slice (null: none).</param>
+    public VhostUserGpuDevice(GpuDeviceOptions options, ILogger logger, Func<GpuDevice, IGpuDisplay>? ownDisplay = null, ulong hostVisibleSize = 0,
+        CommandBudgetLimits? commandBudget = null)
     {
+        commandBudget?.Validate();
+        _budgetLimits = commandBudget;
         ValidateHostVisibleSize(hostVisibleSize);
         _options = options;
         _log = logger;
@@ -74,6 +78,11 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
 
     private readonly ulong _hostVisibleSize;
     private VhostUserHostVisibleRegion? _hostVisible;
+    private readonly CommandBudgetLimits? _budgetLimits;
+    private CommandBudget? _budget;
+
+    /// <summary>This connection's command budget (null: none); one for the connection's life, across ring restarts.</summary>
+    public CommandBudget? CommandBudget => _budget ??= _budgetLimits is { } l ? new CommandBudget(l) : null;
 
     /// <summary>
     /// The host-visible region while it is usable (SHMEM, BACKEND_REQ and BACKEND_SEND_FD
@@ -183,7 +192,7 @@ public sealed class VhostUserGpuDevice : IVhostUserDevice
             _controlStoppedDesc = null;
             // A new kick fd for a ring that is already running keeps its processor (and
             // whatever it is waiting for); only a stopped ring gets a new one.
-            _control ??= new ControlQueueProcessor(_device, new VhostQueue(queue), scheduler, _log, TimeSpan.FromSeconds(3));
+            _control ??= new ControlQueueProcessor(_device, new VhostQueue(queue), scheduler, _log, TimeSpan.FromSeconds(3), CommandBudget);
         }
         else if (queue.Index == CursorQueue)
         {

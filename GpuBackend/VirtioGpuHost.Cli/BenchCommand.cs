@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using VirtioGpuHost.Cli.Bench;
 
 namespace VirtioGpuHost.Cli;
@@ -63,6 +64,59 @@ internal static class BenchCommand
             return 0;
         });
         cmd.Subcommands.Add(BuildWayland());
+        cmd.Subcommands.Add(BuildFairness());
+        return cmd;
+    }
+
+    /// <summary>`bench fairness`: four VMs on one compositor, one flooding; the others' frames/s, latency and the critical zone's deadlines, policy off and on.</summary>
+    private static Command BuildFairness()
+    {
+        var seconds = new Option<double>("--seconds") { Description = "Measured seconds per phase (policy, flood mode, round)", DefaultValueFactory = _ => 5 };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds (each: a host per policy, every flood mode in turn); results are medians", DefaultValueFactory = _ => 3 };
+        var policies = new Option<string>("--policy") { Description = "Fairness policies to measure: off, on or both", DefaultValueFactory = _ => "both" };
+        var floods = new Option<string>("--flood") { Description = "Flood modes, comma-separated: none, frames, invalid", DefaultValueFactory = _ => "none,frames,invalid" };
+        var floodThreads = new Option<int>("--flood-connections") { Description = "Connections the untrusted VM floods over at once (one guest thread each; at most 8 are served)", DefaultValueFactory = _ => 4 };
+        var markdown = new Option<string?>("--markdown") { Description = "Append the result table to this Markdown file" };
+        var verbose = new Option<bool>("--verbose") { Description = "Log the compositor's information lines" };
+        var cmd = new Command("fairness", "4 VMs on one compositor (cluster critical 60 fps, ivi 60, camera 30, apps untrusted flooding): frames/s, latency, missed output frames and critical deadlines, with and without the fairness policy")
+        {
+            seconds, rounds, policies, floods, floodThreads, markdown, verbose,
+        };
+        cmd.SetAction(parse =>
+        {
+            bool[] pols = parse.GetValue(policies) switch
+            {
+                "off" => [false],
+                "on" => [true],
+                "both" => [false, true],
+                var other => throw new ArgumentException($"--policy must be off, on or both, got \"{other}\""),
+            };
+            var modes = new List<FloodMode>();
+            foreach (var f in parse.GetValue(floods)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (!Enum.TryParse<FloodMode>(f, ignoreCase: true, out var m) || !Enum.IsDefined(m)) { Console.Error.WriteLine($"bench fairness: unknown flood mode \"{f}\" (none, frames, invalid)"); return 2; }
+                modes.Add(m);
+            }
+            int n = parse.GetValue(rounds);
+            var secs = TimeSpan.FromSeconds(parse.GetValue(seconds));
+            using var loggers = Microsoft.Extensions.Logging.LoggerFactory.Create(b =>
+            {
+                b.SetMinimumLevel(parse.GetValue(verbose) ? Microsoft.Extensions.Logging.LogLevel.Information : Microsoft.Extensions.Logging.LogLevel.Warning);
+                b.AddConsole(o => o.LogToStandardErrorThreshold = Microsoft.Extensions.Logging.LogLevel.Trace);
+            });
+            var all = new List<FairnessPhaseResult>();
+            for (int round = 0; round < n; round++)
+                foreach (var p in pols)
+                    foreach (var r in FairnessBenchmark.RunHost(p, modes, Math.Clamp(parse.GetValue(floodThreads), 1, Backend.GpuBackendServer.MaxConcurrentConnections), round, secs, TimeSpan.FromSeconds(1), loggers))
+                    {
+                        Console.Error.WriteLine(FairnessBenchmark.Line(r));
+                        all.Add(r);
+                    }
+            string table = FairnessBenchmark.Table(all, n, secs.TotalSeconds);
+            Console.WriteLine(table);
+            if (parse.GetValue(markdown) is string md) File.AppendAllText(md, table + Environment.NewLine);
+            return 0;
+        });
         return cmd;
     }
 

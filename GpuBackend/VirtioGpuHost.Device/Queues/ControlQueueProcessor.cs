@@ -21,8 +21,13 @@ namespace VirtioGpuHost.Device.Queues;
 /// in order while other commands and timelines go on (chains then return out of ring order,
 /// which virtio allows without VIRTIO_F_IN_ORDER).
 /// </para>
+/// <para>
+/// With a <see cref="CommandBudget"/> (the fairness policy of an untrusted VM), a connection that
+/// used its slice's commands or copied bytes stops until the next slice (a timer on its loop),
+/// however full it keeps its ring.
+/// </para>
 /// </summary>
-public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGpuScheduler scheduler, ILogger logger, TimeSpan displayTimeout)
+public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGpuScheduler scheduler, ILogger logger, TimeSpan displayTimeout, CommandBudget? commandBudget = null)
 {
     public const int CommandsPerTurn = 64;
 
@@ -30,6 +35,7 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
     private readonly Dictionary<FenceTimeline, Queue<Held>> _held = new();
     private bool _waitingForIdle;
     private bool _yielded;
+    private bool _throttled;
     private bool _running;
     private bool _abandoned;
 
@@ -44,7 +50,7 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
     /// <summary>Processes what is available (call on every kick).</summary>
     public void Process()
     {
-        if (_running || _pending is not null || _waitingForIdle || _yielded || _abandoned) return;
+        if (_running || _pending is not null || _waitingForIdle || _yielded || _throttled || _abandoned) return;
         _running = true;
         int budget = CommandsPerTurn;
         try
@@ -71,6 +77,16 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
                     }));
                     return;
                 }
+                if (commandBudget is not null && commandBudget.Check(device.ScanoutBytesCopied) is var wait && wait > TimeSpan.Zero)
+                {
+                    _throttled = true;
+                    scheduler.Schedule(wait, () =>
+                    {
+                        _throttled = false;
+                        Process();
+                    });
+                    return;
+                }
                 if (!queue.TryPop(out var chain, out var error))
                 {
                     if (error != QueueError.None)
@@ -82,6 +98,7 @@ public sealed class ControlQueueProcessor(GpuDevice device, IGpuQueue queue, IGp
                     if (queue.RecheckAfterEmpty()) continue;
                     return;
                 }
+                commandBudget?.Count();
                 var request = ReadRequest(chain!);
                 var response = request is null
                     ? GpuResponse.Error(VirtioGpuCtrlType.ErrUnspec)
