@@ -75,7 +75,19 @@ public sealed class BackendProcess : IDisposable
     }
 
     /// <summary>Open fds of the process (/proc/PID/fd), for leak checks.</summary>
-    public int OpenFds => Directory.GetFiles($"/proc/{Pid}/fd").Length;
+    /// <summary>
+    /// Open fds of the process, not counting files of loaded code (.dll, .so): the runtime opens an
+    /// assembly or native library when it is first used, which is not a leak of the code under test.
+    /// </summary>
+    public int OpenFds => Directory.GetFiles($"/proc/{Pid}/fd").Count(f => !IsCodeFile(f));
+
+    private static bool IsCodeFile(string fdLink)
+    {
+        string? target;
+        try { target = new FileInfo(fdLink).LinkTarget; }
+        catch (IOException) { return false; } // closed meanwhile
+        return target is not null && (target.EndsWith(".dll", StringComparison.Ordinal) || target.EndsWith(".so", StringComparison.Ordinal) || target.Contains(".so.", StringComparison.Ordinal));
+    }
 
     /// <summary>Mappings of the process (/proc/PID/maps lines), for leak checks.</summary>
     public int Mappings => File.ReadAllLines($"/proc/{Pid}/maps").Length;

@@ -192,6 +192,8 @@ public sealed class WireErrorTests
         using var good = new RawClient(s.SocketPath);
         good.Globals();
         using var flood = new RawClient(s.SocketPath);
+        // The server adopts accepted clients on its own thread: both must be counted before the loop.
+        RealClientTests.WaitUntil(() => s.Server.ClientCount == 2, "both clients to be adopted");
         // Each sync makes ~24 bytes of events; the flooder never reads them.
         var burst = Enumerable.Range(0, 1000).SelectMany(i => RawClient.Message(1, WlDisplay.Requests.Sync, (uint)(100 + i))).ToArray();
         for (int round = 0; round < 100 && s.Server.ClientCount == 2; round++)
