@@ -43,8 +43,20 @@ public sealed class FrameClock : IDisposable
 
     public void Start() => _thread.Start();
 
+    /// <summary>
+    /// Nice value the frame thread asks for: above every VM's connection threads, so a loaded
+    /// host (other processes, a flooding VM) delays the outputs' deadlines last. Granted only with
+    /// CAP_SYS_NICE (or an RLIMIT_NICE that allows it); otherwise the thread keeps the process's
+    /// priority and untrusted VMs are still below it (docs/reliability.md, "Fairness and deadlines").
+    /// </summary>
+    public const int FrameThreadNice = -5;
+
     private void Run()
     {
+        int tid = VirtioGpuHost.Interop.ThreadScheduling.CurrentThreadId;
+        int errno = VirtioGpuHost.Interop.ThreadScheduling.TrySetNice(tid, FrameThreadNice);
+        if (errno == 0) _log.LogInformation("frame clock: thread {Tid} at nice {Nice}", tid, FrameThreadNice);
+        else _log.LogInformation("frame clock: thread {Tid} at the process's priority (nice {Nice} is not permitted: {Error})", tid, FrameThreadNice, VirtioGpuHost.Interop.Errno.Describe(errno));
         var sw = Stopwatch.StartNew();
         if (_clock is not null) Interlocked.Exchange(ref _epochTicks, _clock().Ticks);
         var next = TimeSpan.Zero;

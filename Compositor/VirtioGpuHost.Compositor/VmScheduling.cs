@@ -22,12 +22,23 @@ public sealed record VmScheduling(SafetyClass Class, int Nice, CommandBudgetLimi
     public static readonly CommandBudgetLimits UntrustedBudget = new(128, 4UL << 20, TimeSpan.FromMilliseconds(10));
 
     /// <summary>The policy of a VM of class <paramref name="safetyClass"/>; <paramref name="enabled"/> false: none (every thread as started, no budget).</summary>
+    /// <summary>
+    /// Nice value asked for a critical VM's connection threads: with the frame thread
+    /// (<see cref="FrameClock.FrameThreadNice"/>) above everything else, so the cluster's flushes
+    /// reach the frame in time on a loaded host. Granted only with CAP_SYS_NICE; otherwise they
+    /// keep the process's priority (logged once per connection).
+    /// </summary>
+    public const int CriticalNice = -5;
+
     public static VmScheduling For(SafetyClass safetyClass, bool enabled = true) =>
-        enabled && safetyClass == SafetyClass.Untrusted
-            ? new(safetyClass, UntrustedNice, UntrustedBudget)
-            : new(safetyClass, 0, null);
+        !enabled ? new(safetyClass, 0, null)
+        : safetyClass == SafetyClass.Untrusted ? new(safetyClass, UntrustedNice, UntrustedBudget)
+        : safetyClass == SafetyClass.Critical ? new(safetyClass, CriticalNice, null)
+        : new(safetyClass, 0, null);
 
     public override string ToString() => Nice == 0 && Budget is null
         ? $"class {Class.ToString().ToLowerInvariant()}: connection threads at the process's priority, no command budget"
-        : $"class {Class.ToString().ToLowerInvariant()}: connection threads at nice +{Nice}, command budget {Budget?.ToString() ?? "none"} per connection";
+        : Nice < 0
+            ? $"class {Class.ToString().ToLowerInvariant()}: connection threads at nice {Nice} where permitted (CAP_SYS_NICE), command budget {Budget?.ToString() ?? "none"}"
+            : $"class {Class.ToString().ToLowerInvariant()}: connection threads at nice +{Nice}, command budget {Budget?.ToString() ?? "none"} per connection";
 }

@@ -150,7 +150,12 @@ public sealed class GpuBackendServer(GpuDeviceOptions options, ILoggerFactory lo
         if (nice == 0) return;
         int tid = ThreadScheduling.CurrentThreadId;
         int errno = ThreadScheduling.TrySetNice(tid, nice);
-        if (errno != 0)
+        if (errno == 0) return;
+        // Raising priority (nice < 0) needs CAP_SYS_NICE: without it that is expected, not a fault.
+        if (nice < 0)
+            _log.LogInformation("{Name}: connection thread {Tid} keeps the process's priority (nice {Nice} is not permitted: {Error})",
+                name ?? "vhost-user", tid, nice, Errno.Describe(errno));
+        else
             _log.LogWarning("{Name}: cannot set connection thread {Tid} to nice {Nice}: {Error}; it keeps its priority",
                 name ?? "vhost-user", tid, nice, Errno.Describe(errno));
     }

@@ -130,7 +130,8 @@ public sealed class FairnessPolicyTests
     {
         Assert.Equal(new VmScheduling(SafetyClass.Untrusted, 10, VmScheduling.UntrustedBudget), VmScheduling.For(SafetyClass.Untrusted));
         Assert.Equal(new VmScheduling(SafetyClass.Normal, 0, null), VmScheduling.For(SafetyClass.Normal));
-        Assert.Equal(new VmScheduling(SafetyClass.Critical, 0, null), VmScheduling.For(SafetyClass.Critical));
+        Assert.Equal(new VmScheduling(SafetyClass.Critical, VmScheduling.CriticalNice, null), VmScheduling.For(SafetyClass.Critical));
+        Assert.Equal(new VmScheduling(SafetyClass.Critical, 0, null), VmScheduling.For(SafetyClass.Critical, enabled: false));
         Assert.Equal(new VmScheduling(SafetyClass.Untrusted, 0, null), VmScheduling.For(SafetyClass.Untrusted, enabled: false));
     }
 }
