@@ -23,7 +23,7 @@ TIMEOUT_MS=${FUZZ_TIMEOUT_MS:-5000}
 NICE=${FUZZ_NICE:-10}
 PROJECT=$ROOT/tests/VirtioGpuHost.Fuzz
 # The product assemblies whose branches feed AFL's coverage map (not the harness, not the BCL).
-INSTRUMENT="VirtioGpuHost.Interop VirtioGpuHost.GuestMemory VirtioGpuHost.Virtio VirtioGpuHost.VhostUser VirtioGpuHost.Device VirtioGpuHost.Backend VirtioGpuHost.Compositor.Core Tomlyn"
+INSTRUMENT="VirtioGpuHost.Interop VirtioGpuHost.GuestMemory VirtioGpuHost.Virtio VirtioGpuHost.VhostUser VirtioGpuHost.Device VirtioGpuHost.Backend VirtioGpuHost.Compositor.Core VirtioGpuHost.Compositor.Wayland VirtioGpuHost.CrossDomain Tomlyn"
 
 if ! command -v afl-fuzz >/dev/null; then
   echo "fuzz.sh: afl-fuzz not found (Debian package afl++: apt-get install afl++); the in-process mode still runs in tests/VirtioGpuHost.Fuzz.Tests" >&2

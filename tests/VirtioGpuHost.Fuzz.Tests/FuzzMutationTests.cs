@@ -10,7 +10,7 @@ namespace VirtioGpuHost.Fuzz.Tests;
 /// </summary>
 public sealed class FuzzMutationTests(ITestOutputHelper output)
 {
-    /// <summary>Executions per target (vhost-user and display-socket runs cost a socketpair and a thread each).</summary>
+    /// <summary>Executions per target (vhost-user, display-socket, wayland and cross-domain runs cost sockets and a thread each).</summary>
     public static TheoryData<string, int> Budgets() => new()
     {
         { "vhost-user", 5000 },
@@ -18,6 +18,8 @@ public sealed class FuzzMutationTests(ITestOutputHelper output)
         { "device", 10000 },
         { "display-socket", 10000 },
         { "layout", 10000 },
+        { "wayland", 5000 },
+        { "cross-domain", 3000 },
     };
 
     /// <summary>Fds that may appear during a run without being a leak (thread-pool and runtime growth).</summary>

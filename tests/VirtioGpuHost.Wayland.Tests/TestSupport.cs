@@ -101,36 +101,8 @@ internal sealed class RawClient : IDisposable
 
     public uint NewId() => _nextId++;
 
-    public static byte[] Message(uint obj, ushort opcode, params object[] args)
-    {
-        var body = new List<byte>();
-        foreach (var a in args)
-        {
-            switch (a)
-            {
-                case int i: body.AddRange(BitConverter.GetBytes(i)); break;
-                case uint u: body.AddRange(BitConverter.GetBytes(u)); break;
-                case string s:
-                    var b = Encoding.UTF8.GetBytes(s);
-                    body.AddRange(BitConverter.GetBytes((uint)b.Length + 1));
-                    body.AddRange(b);
-                    body.Add(0);
-                    while (body.Count % 4 != 0) body.Add(0);
-                    break;
-                case byte[] arr:
-                    body.AddRange(BitConverter.GetBytes((uint)arr.Length));
-                    body.AddRange(arr);
-                    while (body.Count % 4 != 0) body.Add(0);
-                    break;
-                default: throw new ArgumentException(a.GetType().Name);
-            }
-        }
-        var msg = new byte[8 + body.Count];
-        BinaryPrimitives.WriteUInt32LittleEndian(msg, obj);
-        BinaryPrimitives.WriteUInt32LittleEndian(msg.AsSpan(4), ((uint)msg.Length << 16) | opcode);
-        body.CopyTo(msg, 8);
-        return msg;
-    }
+    /// <summary>One request's bytes (the encoder is shared with the fuzz seeds: TestKit's WaylandWire).</summary>
+    public static byte[] Message(uint obj, ushort opcode, params object[] args) => VirtioGpuHost.TestKit.WaylandWire.Message(obj, opcode, args);
 
     public void Send(uint obj, ushort opcode, params object[] args) => SendRaw(Message(obj, opcode, args));
 

@@ -1,8 +1,7 @@
 namespace VirtioGpuHost.Fuzz.Targets;
 
 /// <summary>
-/// Every fuzz target. To add one (the Wayland wire parser and the cross-domain commands are the
-/// next): write a class implementing <see cref="IFuzzTarget"/> whose Run feeds the bytes through
+/// Every fuzz target. To add one: write a class implementing <see cref="IFuzzTarget"/> whose Run feeds the bytes through
 /// the real parser, add it to <see cref="All"/>, run <c>write-seeds</c> to create its corpus
 /// folder; scripts/fuzz.sh, the replay tests and the mutation tests then pick it up by name.
 /// </summary>
@@ -15,6 +14,8 @@ public static class FuzzTargets
         new DeviceCommandTarget(),
         new DisplaySocketTarget(),
         new LayoutTarget(),
+        new WaylandTarget(),
+        new CrossDomainTarget(),
     ];
 
     public static IFuzzTarget Find(string name) =>
