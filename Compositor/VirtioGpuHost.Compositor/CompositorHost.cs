@@ -392,7 +392,8 @@ public sealed class CompositorHost : IDisposable
                 _scheduling = value;
                 Server.ConnectionNice = value.Nice;
                 Server.CommandBudget = value.Budget;
-                _vmLog.LogInformation("vm \"{Vm}\": scheduling policy: {Policy}", _vmName, value);
+                using (_vmLog.BeginScope(new Dictionary<string, object> { ["vm"] = _vmName })) // as every line of this VM
+                    _vmLog.LogInformation("vm \"{Vm}\": scheduling policy: {Policy}", _vmName, value);
             }
         }
 
