@@ -142,6 +142,7 @@ public sealed class VulkanRenderPass : IRenderPass
             if (_ops[i].Texture is not { } tex) continue;
             ObjectDisposedException.ThrowIf(tex.IsDisposed, tex);
             CheckSource(tex, _ops[i].Source);
+            tex.PrepareTiles();
         }
     }
 
@@ -273,8 +274,11 @@ public sealed class VulkanRenderPass : IRenderPass
                 opaque = op.Color >> 24 == 0xFF;
             }
             // the SIMPLE pipeline's calls: fills, 1:1 undimmed Bgrx or BgraPremultiplied textures
-            _callSimple[k] = (flags & (FlagScaledX | FlagScaledY)) == 0
-                && (op.Texture is null || (op.Dim == 255 && op.Texture.Layout is SourceLayout.Bgrx or SourceLayout.BgraPremultiplied));
+            // whose quads of 4 words start at a multiple of 4 (word index of (x, y) ≡ x mod 4: the
+            // shader reads them as one 16-byte access), on a target whose width is a multiple of 4
+            _callSimple[k] = size.Width % 4 == 0 && (flags & (FlagScaledX | FlagScaledY)) == 0
+                && (op.Texture is null || (op.Dim == 255 && op.Texture.Layout is SourceLayout.Bgrx or SourceLayout.BgraPremultiplied
+                    && op.Texture.StrideWords % 4 == 0 && ((op.Texture.BaseWord + (long)offY * op.Texture.StrideWords + offX) & 3) == 0));
             int o = callWords + k * CallWords;
             _words[o] = flags;
             _words[o + 1] = colour;
@@ -285,6 +289,9 @@ public sealed class VulkanRenderPass : IRenderPass
             _words[o + 6] = b.X | b.Right << 16;
             _words[o + 7] = b.Y | b.Bottom << 16;
 
+            // block classes of a 1:1 premultiplied texture: tiles where it reads only transparent
+            // words get no entry, tiles where it reads only opaque ones cull what lies under it
+            var classes = (flags & (FlagScaledX | FlagScaledY)) == 0 ? op.Texture?.Tiles : null;
             // bin: every tile under a piece; whole when one piece holds the tile (∩ target)
             int stamp = ++_stamp;
             int firstEntry = _entries.Count;
@@ -304,7 +311,16 @@ public sealed class VulkanRenderPass : IRenderPass
                         {
                             _tileStamp[t] = stamp;
                             _tileFull[t] = whole;
-                            _entries.Add(new Entry(t, k, false, opaque, pieceIndex, pieceIndex + (p1 - p0)));
+                            bool entryOpaque = opaque;
+                            if (classes is not null)
+                            {
+                                // the texture words the call can read in this tile (tile ∩ the call's bounds, moved by the source offset)
+                                int cx0 = Math.Max(x0, b.X), cy0 = Math.Max(y0, b.Y);
+                                byte cls = classes.ClassOf(new RectI(cx0 + offX, cy0 + offY, Math.Min(x1, b.Right) - cx0, Math.Min(y1, b.Bottom) - cy0));
+                                if (cls == TileClasses.Transparent) continue;
+                                entryOpaque |= cls == TileClasses.Opaque;
+                            }
+                            _entries.Add(new Entry(t, k, false, entryOpaque, pieceIndex, pieceIndex + (p1 - p0)));
                         }
                         else if (whole) _tileFull[t] = true;
                     }
@@ -341,11 +357,17 @@ public sealed class VulkanRenderPass : IRenderPass
                 if (_sorted[e].Full && _sorted[e].Opaque) { from = e; break; }
             starts[t] = (_wordCount / 4) << 1 | (_sorted[from].Full && _sorted[from].Opaque ? 0 : 1);
             bool simple = true;
+            for (int e = from; e < stop; e++) simple &= _sorted[e].Full && _callSimple[_sorted[e].Call];
             for (int e = from; e < stop; e++)
             {
                 ref var en = ref _sorted[e];
-                simple &= en.Full && _callSimple[en.Call];
-                Push(en.Call | (en.Full ? EntryFull : 0), en.PieceStart, en.PieceEnd, 0);
+                if (simple)
+                {
+                    // SIMPLE entry: the call itself (flags, colour, word of target pixel (0, 0), stride)
+                    int o = callWords + en.Call * CallWords;
+                    Push(_words[o], _words[o + 1], unchecked(_words[o + 4] + _words[o + 3] * _words[o + 5] + _words[o + 2]), _words[o + 5]);
+                }
+                else Push(en.Call | (en.Full ? EntryFull : 0), en.PieceStart, en.PieceEnd, 0);
             }
             _tileSimple[t] = simple;
             if (simple) simpleTiles++;

@@ -9,6 +9,15 @@ public sealed record VulkanRendererOptions
     /// </summary>
     public bool ImportSurfaces { get; init; } = true;
 
+    /// <summary>
+    /// Keep a map of each premultiplied texture's transparent and opaque 16x16 blocks (on), as the
+    /// CPU renderer's tile maps: a call is left out of the tiles where it reads only transparent
+    /// pixels and culls what lies under it where it reads only opaque ones. Kept current by
+    /// <see cref="IRenderer.UpdateSurface"/>'s damage (the contract); off: every call is blended
+    /// everywhere it is visible.
+    /// </summary>
+    public bool TileMaps { get; init; } = true;
+
     /// <summary>A substring of the device name to prefer (e.g. "llvmpipe"); null: a GPU first, then any device.</summary>
     public string? PreferredDevice { get; init; }
 

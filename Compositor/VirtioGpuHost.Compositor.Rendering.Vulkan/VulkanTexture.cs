@@ -41,6 +41,8 @@ public sealed class VulkanTexture : ITexture
         Layout = SourceLayout.BgraPremultiplied;
         Buffer = _copy;
         StrideWords = size.Width;
+        ResetTiles();
+        Tiles?.ClassifyUnknown(_copy, 0, size.Width); // a host texture never changes: classify it now, while it is in cache
     }
 
     internal VulkanRenderer Owner => _owner;
@@ -60,14 +62,37 @@ public sealed class VulkanTexture : ITexture
 
     internal int StrideWords { get; private set; }
 
+    /// <summary>Which 16x16 blocks are transparent or opaque (premultiplied textures only; null when off).</summary>
+    internal TileClasses? Tiles { get; private set; }
+
+    /// <summary>Counts updates; a pass classifies unknown blocks only when nothing changed since the texture was last drawn.</summary>
+    private long _generation, _drawnGeneration = -1;
+
     /// <summary>Points the texture at <paramref name="view"/>; <paramref name="damage"/> null = everything changed.</summary>
     internal void Rebind(in SurfaceView view, Region? damage)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         Validate(view);
-        if (TryImport(view)) return;
-        CopyFrom(view, damage);
+        var before = (Size, Layout);
+        if (!TryImport(view)) CopyFrom(view, damage);
+        _generation++;
+        if (damage is not null && Tiles is { } tiles && before == (Size, Layout)) tiles.Invalidate(damage);
+        else ResetTiles();
     }
+
+    /// <summary>
+    /// Called when a pass is about to draw the texture: its unknown blocks are classified if the
+    /// texture did not change since it was last drawn (one updated every frame is never scanned;
+    /// its unknown blocks are simply blended).
+    /// </summary>
+    internal void PrepareTiles()
+    {
+        if (Tiles is { HasUnknown: true } tiles && _generation == _drawnGeneration) tiles.ClassifyUnknown(Buffer!, BaseWord, StrideWords);
+        _drawnGeneration = _generation;
+    }
+
+    private void ResetTiles() =>
+        Tiles = Layout == SourceLayout.BgraPremultiplied && _owner.Options.TileMaps ? new TileClasses(Size.Width, Size.Height) : null;
 
     private bool TryImport(in SurfaceView view)
     {
@@ -164,5 +189,6 @@ public sealed class VulkanTexture : ITexture
         foreach (var b in _imports) device.Free(b);
         _imports.Clear();
         Buffer = null;
+        Tiles = null;
     }
 }

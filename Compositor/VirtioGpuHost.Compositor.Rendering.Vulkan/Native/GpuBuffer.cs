@@ -24,6 +24,9 @@ internal sealed unsafe class GpuBuffer
 
     /// <summary>The R32_UINT texel view the shader reads it through (VulkanDevice creates it on first use).</summary>
     internal BufferView View { get; set; }
+
+    /// <summary>The R32G32B32A32_UINT texel view (4 words per fetch) the shader reads tile records and SIMPLE entries through.</summary>
+    internal BufferView QuadView { get; set; }
     public ulong Size { get; }
 
     /// <summary>The host address of the memory (mapped or imported); 0 once freed.</summary>

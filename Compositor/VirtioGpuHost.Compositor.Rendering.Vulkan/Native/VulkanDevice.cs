@@ -257,12 +257,13 @@ internal sealed unsafe class VulkanDevice : IDisposable
             Check(_vk.CreateShaderModule(_device, &smci, null, &module), "vkCreateShaderModule");
             _shader = module;
         }
-        var bindings = stackalloc DescriptorSetLayoutBinding[4];
+        var bindings = stackalloc DescriptorSetLayoutBinding[5];
         bindings[0] = new DescriptorSetLayoutBinding { Binding = 0, DescriptorType = DescriptorType.StorageBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
         bindings[1] = new DescriptorSetLayoutBinding { Binding = 1, DescriptorType = DescriptorType.UniformTexelBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
         bindings[2] = new DescriptorSetLayoutBinding { Binding = 2, DescriptorType = DescriptorType.StorageBuffer, DescriptorCount = MaxTextures, StageFlags = ShaderStageFlags.ComputeBit };
         bindings[3] = new DescriptorSetLayoutBinding { Binding = 3, DescriptorType = DescriptorType.UniformBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
-        var dslci = new DescriptorSetLayoutCreateInfo { SType = StructureType.DescriptorSetLayoutCreateInfo, BindingCount = 4, PBindings = bindings };
+        bindings[4] = new DescriptorSetLayoutBinding { Binding = 4, DescriptorType = DescriptorType.UniformTexelBuffer, DescriptorCount = 1, StageFlags = ShaderStageFlags.ComputeBit };
+        var dslci = new DescriptorSetLayoutCreateInfo { SType = StructureType.DescriptorSetLayoutCreateInfo, BindingCount = 5, PBindings = bindings };
         DescriptorSetLayout setLayout;
         Check(_vk.CreateDescriptorSetLayout(_device, &dslci, null, &setLayout), "vkCreateDescriptorSetLayout");
         _setLayout = setLayout;
@@ -294,7 +295,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
         }
         var sizes = stackalloc DescriptorPoolSize[3];
         sizes[0] = new DescriptorPoolSize(DescriptorType.StorageBuffer, 64 * (MaxTextures + 1));
-        sizes[1] = new DescriptorPoolSize(DescriptorType.UniformTexelBuffer, 64);
+        sizes[1] = new DescriptorPoolSize(DescriptorType.UniformTexelBuffer, 2 * 64);
         sizes[2] = new DescriptorPoolSize(DescriptorType.UniformBuffer, 64);
         var dpci = new DescriptorPoolCreateInfo { SType = StructureType.DescriptorPoolCreateInfo, MaxSets = 64, PoolSizeCount = 3, PPoolSizes = sizes };
         DescriptorPool pool;
@@ -429,6 +430,7 @@ internal sealed unsafe class VulkanDevice : IDisposable
     {
         // Destroying objects is allowed on a lost device; nothing is in flight (passes wait).
         if (buffer.View.Handle != 0) _vk.DestroyBufferView(_device, buffer.View, null);
+        if (buffer.QuadView.Handle != 0) _vk.DestroyBufferView(_device, buffer.QuadView, null);
         _vk.DestroyBuffer(_device, buffer.Handle, null);
         _vk.FreeMemory(_device, buffer.Memory, null);
         buffer.MarkFreed();
@@ -483,14 +485,15 @@ internal sealed unsafe class VulkanDevice : IDisposable
                 _sets.Add(set);
             }
             var infos = stackalloc DescriptorBufferInfo[MaxTextures + 2];
-            var view = stackalloc BufferView[1];
-            var writes = stackalloc WriteDescriptorSet[4];
+            var view = stackalloc BufferView[2];
+            var writes = stackalloc WriteDescriptorSet[5];
             for (int c = 0; c < chunks.Length; c++)
             {
                 infos[0] = new DescriptorBufferInfo(target.Handle, 0, Vk.WholeSize);
                 ulong callBytes = (ulong)chunks[c].CallOffset * 4;
                 infos[1] = new DescriptorBufferInfo(_params.Handle, callBytes, Math.Min(65536UL, _params.Size - callBytes));
                 view[0] = TexelView(_params);
+                view[1] = QuadView(_params);
                 for (int s = 0; s < MaxTextures; s++)
                 {
                     var b = s < chunks[c].SlotCount ? chunks[c].Slots[s] : _dummy!;
@@ -501,7 +504,8 @@ internal sealed unsafe class VulkanDevice : IDisposable
                 writes[1] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 1, DescriptorCount = 1, DescriptorType = DescriptorType.UniformTexelBuffer, PTexelBufferView = view };
                 writes[2] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 2, DescriptorCount = MaxTextures, DescriptorType = DescriptorType.StorageBuffer, PBufferInfo = infos + 2 };
                 writes[3] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 3, DescriptorCount = 1, DescriptorType = DescriptorType.UniformBuffer, PBufferInfo = infos + 1 };
-                _vk.UpdateDescriptorSets(_device, 4, writes, 0, null);
+                writes[4] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = _sets[c], DstBinding = 4, DescriptorCount = 1, DescriptorType = DescriptorType.UniformTexelBuffer, PTexelBufferView = view + 1 };
+                _vk.UpdateDescriptorSets(_device, 5, writes, 0, null);
             }
 
             Check(_vk.ResetCommandBuffer(_commands, 0), "vkResetCommandBuffer");
@@ -586,6 +590,17 @@ internal sealed unsafe class VulkanDevice : IDisposable
             if (SilkMarshal.PtrToString((nint)e.ExtensionName) is { } name) have.Add(name);
         }
         return wanted.Where(have.Contains).Distinct().ToArray();
+    }
+
+    /// <summary>The buffer's R32G32B32A32_UINT texel view (created on first use, destroyed with the buffer).</summary>
+    private BufferView QuadView(GpuBuffer buffer)
+    {
+        if (buffer.QuadView.Handle != 0) return buffer.QuadView;
+        var bvci = new BufferViewCreateInfo { SType = StructureType.BufferViewCreateInfo, Buffer = buffer.Handle, Format = Format.R32G32B32A32Uint, Offset = 0, Range = Vk.WholeSize };
+        BufferView view;
+        Check(_vk.CreateBufferView(_device, &bvci, null, &view), "vkCreateBufferView");
+        buffer.QuadView = view;
+        return view;
     }
 
     /// <summary>The buffer's R32_UINT texel view (created on first use, destroyed with the buffer).</summary>
