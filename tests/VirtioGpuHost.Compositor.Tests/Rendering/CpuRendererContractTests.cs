@@ -50,6 +50,7 @@ public class CpuRendererContractTests
         // e.g. GL) keeps what it copied at import until UpdateSurface says what changed.
         uint expected = r.Capabilities.ZeroCopySurfaces ? 0xFF405060u : 0xFF102030u;
         Assert.All(DrawOnce(r, texture, new SizeI(4, 2)), p => Assert.Equal(expected, p));
+        GC.KeepAlive(surface); // read in place: must outlive the pass
     }
 
     [Theory]
@@ -63,6 +64,7 @@ public class CpuRendererContractTests
         r.UpdateSurface(texture, second.View, new Region(new RectI(0, 0, 6, 3)));
         Assert.Equal(new SizeI(6, 3), texture.Size);
         Assert.All(DrawOnce(r, texture, new SizeI(6, 3)), p => Assert.Equal(0xFF102030u, p));
+        GC.KeepAlive(second);
     }
 
     [Theory]
@@ -165,6 +167,7 @@ public class CpuRendererContractTests
         var pass = r.BeginPass(target, All);
         pass.DrawTexture(texture, new RectI(0, 0, 5, 4), new RectI(0, 0, 5, 4), All);
         pass.Submit();
+        GC.KeepAlive(surface);
         var part = new uint[4];
         target.ReadPixels(new RectI(2, 1, 2, 2), part);
         Assert.Equal([0xFF000012u, 0xFF000013u, 0xFF000022u, 0xFF000023u], part);
@@ -182,6 +185,7 @@ public class CpuRendererContractTests
         // Two source pixels over [int.MinValue + 10, 9): the target lies in the right half.
         pass.DrawTexture(texture, new RectI(0, 0, 2, 1), new RectI(int.MinValue + 10, 0, int.MaxValue, 1), All);
         pass.Submit();
+        GC.KeepAlive(surface);
         Assert.All(RenderTestKit.Read(target), p => Assert.Equal(0xFF0000BBu, p));
     }
 }

@@ -19,6 +19,7 @@ public class DamageAndCullingTests
         var pass = renderer.BeginPass(target, All);
         pass.DrawTexture(texture, Size.ToRect(), Size.ToRect(), All);
         pass.Submit();
+        GC.KeepAlive(noise); // read in place: must outlive the pass
         return (renderer, target, RenderTestKit.Read(target));
     }
 
@@ -87,6 +88,7 @@ public class DamageAndCullingTests
         pass.DrawTexture(texture, new RectI(0, 0, 8, 8), new RectI(0, 0, 32, 32), All);
         pass.FillRect(new RectI(0, 0, 40, 40), ColorBgra.Opaque(5, 5, 5), All);
         pass.Submit();
+        GC.KeepAlive(surface);
         Assert.Equal(new RenderStats(2, 1, 40 * 40, 32 * 32, target.LastStats.Bands, false), target.LastStats);
     }
 
@@ -102,6 +104,7 @@ public class DamageAndCullingTests
         pass.FillRect(new RectI(0, 0, 64, 48), ColorBgra.FromStraight(10, 20, 30, 100), All);
         pass.DrawTexture(texture, new RectI(0, 0, 4, 4), new RectI(0, 0, 32, 48), All, dim: 128);
         pass.Submit();
+        GC.KeepAlive(surface);
         Assert.Equal(32 * 48, target.LastStats.PixelsCulled);
         Assert.Equal(64 * 48, target.LastStats.PixelsDrawn);
     }

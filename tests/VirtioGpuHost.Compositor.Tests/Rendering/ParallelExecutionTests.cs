@@ -20,6 +20,7 @@ public class ParallelExecutionTests
         pass.DrawTexture(textures[1], new RectI(0, 0, 640, 360), new RectI(0, 0, 640, 360), All, dim: 200);
         pass.DrawTexture(textures[2], new RectI(10, 10, 300, 200), new RectI(20, 30, 600, 310), All);
         pass.Submit();
+        GC.KeepAlive(layers); // imported surfaces are read in place: their pinned arrays must outlive the pass
         textures.ForEach(t => t.Dispose());
         return (RenderTestKit.Read(target), target.LastStats);
     }
@@ -67,6 +68,8 @@ public class ParallelExecutionTests
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 10; i++) Frame();
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        GC.KeepAlive(layer);
+        GC.KeepAlive(background);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using CsCheck;
 using VirtioGpuHost.Compositor.Core.Geometry;
 using VirtioGpuHost.Compositor.Rendering;
@@ -28,6 +29,12 @@ internal sealed record RandomScene(SizeI Size, IReadOnlyList<SurfaceSpec> Surfac
     }
 
     /// <summary>The scene on <paramref name="renderer"/> (any renderer; its textures and target are disposed, the renderer is not).</summary>
+    /// <remarks>
+    /// Fully optimized from the first call: optimized code ends a local's life at its last use, so a
+    /// surface whose pinned array is not kept alive to the end of the passes fails every time (see
+    /// <see cref="SurfaceLifetimeTests"/>), not only once the method has been re-jitted at tier 1.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public uint[] Render(IRenderer renderer)
     {
         var surfaces = Surfaces.Select(s => s.Make()).ToList();
@@ -42,6 +49,10 @@ internal sealed record RandomScene(SizeI Size, IReadOnlyList<SurfaceSpec> Surfac
             first.DrawTexture(bg, Size.ToRect(), Size.ToRect(), RenderTestKit.All);
             first.Submit();
         }
+        // Imported surfaces are read in place: their pinned arrays must outlive the passes that read
+        // them. In Release the JIT ends a local's life at its last use (here, .View), and a pinned
+        // array is still collected when unreachable: the renderer would then read freed memory.
+        GC.KeepAlive(background);
         var pass = renderer.BeginPass(target, Damage);
         foreach (var call in Calls)
         {
@@ -52,6 +63,7 @@ internal sealed record RandomScene(SizeI Size, IReadOnlyList<SurfaceSpec> Surfac
             }
         }
         pass.Submit();
+        GC.KeepAlive(surfaces);
         foreach (var t in textures) t.Dispose();
         return RenderTestKit.Read(target);
     }

@@ -57,6 +57,7 @@ public class TileMapTests
                 Assert.Equal(Reference(surface, u.Dim), Draw(renderer, target, texture, u.Dim)); // damaged tiles unknown
                 Assert.Equal(Reference(surface, u.Dim), Draw(renderer, target, texture, u.Dim)); // reclassified
             }
+            GC.KeepAlive(surface); // read in place: must outlive every draw
         }, iter: 300, print: u => string.Join("; ", u));
     }
 
@@ -71,6 +72,7 @@ public class TileMapTests
         Draw(renderer, target, texture, 255);
         renderer.UpdateSurface(texture, second.View, new Region()); // a new shape is scanned whatever the damage says
         Assert.Equal(Reference(second, 255), Draw(renderer, target, texture, 255));
+        GC.KeepAlive(second);
     }
 
     [Fact]
@@ -108,5 +110,6 @@ public class TileMapTests
         Assert.Equal(0xFF285078u, Draw(renderer, target, texture, 255)[at]);
         renderer.UpdateSurface(texture, surface.View, new Region(new RectI(70, 3, 1, 1)));
         Assert.Equal(0xFFFFFFFFu, Draw(renderer, target, texture, 255)[at]);
+        GC.KeepAlive(surface);
     }
 }

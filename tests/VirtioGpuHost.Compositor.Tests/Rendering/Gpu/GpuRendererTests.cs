@@ -78,6 +78,7 @@ public class GpuRendererTests
         pass.Submit();
         var pixels = RenderTestKit.Read(target);
         Assert.Equal(0xFF000000u | (uint)(5 + 3 * 7), pixels[3 * 64 + 5]);
+        GC.KeepAlive(surface); // read in place: must outlive the pass
     }
 
     [Fact]
