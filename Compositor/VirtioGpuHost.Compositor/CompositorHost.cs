@@ -188,8 +188,11 @@ public sealed class CompositorHost : IDisposable
         lock (_lock) return _vms.TryGetValue(vm, out var e) ? e.Server.ConnectionCount : 0;
     }
 
-    /// <summary>The device settings a VM gets: one scanout per placed scanout, each as big as the content of its first zone.</summary>
-    public static GpuDeviceOptions DeviceOptionsFor(LayoutConfig layout, VmConfig vm)
+    /// <summary>
+    /// The device settings a VM gets: one scanout per placed scanout, each as big as the content
+    /// of its first zone; its limits; <paramref name="capsets"/> (with blob; null: the device's default).
+    /// </summary>
+    public static GpuDeviceOptions DeviceOptionsFor(LayoutConfig layout, VmConfig vm, IReadOnlyList<ICapset>? capsets = null)
     {
         int scanouts = 1;
         foreach (var p in layout.Placements.Where(p => p.Vm == vm.Name)) scanouts = Math.Max(scanouts, p.Scanout + 1);
@@ -216,6 +219,7 @@ public sealed class CompositorHost : IDisposable
             MaxHostMemory = limits?.MaxHostMemoryMiB is int mib ? (ulong)mib << 20 : defaults.MaxHostMemory,
             MaxBlobMappings = limits?.MaxBlobMappings ?? defaults.MaxBlobMappings,
             MaxContexts = limits?.MaxContexts ?? defaults.MaxContexts,
+            Capsets = device.Blob ? capsets : null,
         };
     }
 
@@ -231,42 +235,35 @@ public sealed class CompositorHost : IDisposable
         }
         foreach (var vm in layout.Vms)
         {
-            var options = DeviceOptionsFor(layout, vm);
+            var options = DeviceOptionsFor(layout, vm, [CrossDomainFor(vm)]);
             var scheduling = VmScheduling.For(vm.Class, _options.Fairness);
             if (_vms.TryGetValue(vm.Name, out var existing))
             {
-                existing.Server.Options = WithCrossDomain(options, vm);
+                existing.Server.Options = options;
                 existing.Server.HostVisibleSize = HostVisibleBytes(vm);
                 existing.Scheduling = scheduling; // new connections; running threads keep theirs
                 continue;
             }
-            _vms[vm.Name] = new VmEndpoint(vm, WithCrossDomain(options, vm), Store, _loggers, _log, scheduling);
+            _vms[vm.Name] = new VmEndpoint(vm, options, Store, _loggers, _log, scheduling);
         }
         SyncWaylandSockets(layout);
     }
 
     /// <summary>
-    /// The VM's device with cross-domain contexts (capset 5) whose Wayland channels reach the
-    /// built-in server as this VM (or the external compositor its config names).
+    /// Cross-domain contexts (capset 5) whose Wayland channels reach the built-in server as this
+    /// VM (or the external compositor its config names).
     /// </summary>
-    private GpuDeviceOptions WithCrossDomain(GpuDeviceOptions options, VmConfig vm)
+    private CrossDomainCapset CrossDomainFor(VmConfig vm)
     {
-        if (!options.Blob) return options;
         string vmName = vm.Name;
         string? external = vm.Wayland?.CrossDomainTarget;
         var logger = _loggers.CreateLogger("VirtioGpuHost.CrossDomain");
-        var capset = new CrossDomainCapset(host => new CrossDomainContext(host, new CrossDomainOptions
+        return new CrossDomainCapset(host => new CrossDomainContext(host, new CrossDomainOptions
         {
             OpenChannel = external is null ? () => Wayland.ConnectInProcess(vmName) : null,
             WaylandSocketPath = external,
             Logger = logger,
         }));
-        return new GpuDeviceOptions
-        {
-            Scanouts = options.Scanouts, Modes = options.Modes, Edid = options.Edid, MaxHostMemory = options.MaxHostMemory,
-            MaxResources = options.MaxResources, Blob = options.Blob, VirglCompat = options.VirglCompat,
-            MaxHostBlobs = options.MaxHostBlobs, MaxContexts = options.MaxContexts, MaxBlobMappings = options.MaxBlobMappings, Capsets = [capset],
-        };
     }
 
     /// <summary>Listens on every VM's wayland_socket; a VM that left or moved stops there (its clients go).</summary>
