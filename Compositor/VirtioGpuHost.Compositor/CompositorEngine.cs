@@ -263,6 +263,7 @@ public sealed class CompositorEngine : IDisposable
 
     private LayoutConfig ResolveWindows(LayoutConfig layout)
     {
+        if (!WindowPlacements.Any(layout)) return layout; // most layouts place no window: no per-frame list then
         var windows = new List<WindowInfo>();
         foreach (var (key, s) in _scanouts)
             if (key.IsWindow && s.IsEnabled) windows.Add(new WindowInfo(key, s.AppId, s.Title));

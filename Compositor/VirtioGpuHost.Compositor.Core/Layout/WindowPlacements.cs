@@ -16,6 +16,14 @@ public static class WindowPlacements
 {
     public const long NoWindow = -1;
 
+    /// <summary>Whether <paramref name="layout"/> has a window placement (no allocation: called every frame).</summary>
+    public static bool Any(LayoutConfig layout)
+    {
+        for (int i = 0; i < layout.Placements.Count; i++)
+            if (layout.Placements[i].Match is not null) return true;
+        return false;
+    }
+
     /// <summary>
     /// <paramref name="layout"/> with every window placement resolved against
     /// <paramref name="windows"/>; <paramref name="layout"/> itself when it has none, or when
@@ -23,9 +31,7 @@ public static class WindowPlacements
     /// </summary>
     public static LayoutConfig Resolve(LayoutConfig layout, IReadOnlyCollection<WindowInfo> windows, LayoutConfig? previous = null)
     {
-        bool any = false;
-        foreach (var p in layout.Placements) any |= p.Match is not null;
-        if (!any) return layout;
+        if (!Any(layout)) return layout;
         var placements = new PlacementConfig[layout.Placements.Count];
         for (int i = 0; i < placements.Length; i++)
         {
