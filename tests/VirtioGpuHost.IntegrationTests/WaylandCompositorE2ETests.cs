@@ -189,7 +189,7 @@ public sealed class WaylandCompositorE2ETests : IDisposable
         // background, shown over the zone's black exactly as its window image (premultiplied).
         var flowerWindow = Assert.Single(host.Wayland.Windows, w => w.Owner == "guest" && w.AppId?.Contains("flower", StringComparison.Ordinal) == true);
         Assert.Equal((200, 200), (flowerWindow.Width, flowerWindow.Height));
-        var image = Snapshot(flowerWindow);
+        var image = PixelSourceReader.ReadAll(flowerWindow.Pixels);
         Assert.True(image.Distinct().Count() > 10, "the flower window has no picture");
         var fr = new RectI(3 * ZoneW + 2 + (ContentW - 200) / 2, 22 + (ContentH - 200) / 2, 200, 200);
         host.Engine.ComposeFrame();
@@ -212,19 +212,6 @@ public sealed class WaylandCompositorE2ETests : IDisposable
 
     private static bool FramesAdvanced(CompositorHost host) =>
         host.Wayland.Windows.Count(w => w.Commits >= 3) >= 2 && host.Wayland.Windows.Any(w => w.AppId?.Contains("flower", StringComparison.Ordinal) == true);
-
-    private static uint[] Snapshot(Compositor.Wayland.WaylandWindow w)
-    {
-        var s = w.Pixels.AcquireCurrent() ?? throw new InvalidOperationException("no image");
-        try
-        {
-            var result = new uint[s.Width * s.Height];
-            for (uint y = 0; y < s.Height; y++)
-                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(s.Memory.AsSpan(s.Offset + y * s.Stride, (int)s.Width * 4)).CopyTo(result.AsSpan((int)(y * s.Width)));
-            return result;
-        }
-        finally { s.Memory.Release(); }
-    }
 
     private static IEnumerable<uint> Row(uint[] snap, int x0, int y, int width) => snap.Skip(y * 1040 + x0).Take(width);
 

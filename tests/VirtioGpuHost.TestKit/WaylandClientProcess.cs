@@ -54,7 +54,21 @@ public sealed class WaylandClientProcess : IDisposable
 
     public string Output { get { lock (_output) return _output.ToString(); } }
     public bool HasExited => _process.HasExited;
+    public int ExitCode => _process.ExitCode;
     public int Pid => _process.Id;
+
+    public bool WaitForExit(int ms)
+    {
+        if (!_process.WaitForExit(ms)) return false;
+        _process.WaitForExit(); // drains the output readers
+        return true;
+    }
+
+    /// <summary>Sends a signal (SIGINT = 2, SIGTERM = 15).</summary>
+    public void Signal(int signal)
+    {
+        if (!_process.HasExited) _ = Tmds.Linux.LibC.kill(_process.Id, signal);
+    }
 
     public void Dispose()
     {

@@ -1,3 +1,4 @@
+using VirtioGpuHost.TestKit;
 using System.Net.Sockets;
 using System.Buffers.Binary;
 using VirtioGpuHost.Compositor.Wayland;
@@ -11,13 +12,13 @@ public sealed class IsolationTests
     [Fact]
     public void ProtocolErrorsAndKilledClients_DoNotDisturbAnotherClientsWindow()
     {
-        var exe = ClientProcess.Require("weston-simple-shm", "weston");
+        var exe = WaylandClientProcess.Require("weston-simple-shm", "weston");
         using var s = new TestServer(clock: true);
-        using var steady = ClientProcess.Start(exe, "", s);
+        using var steady = WaylandClientProcess.Start(exe, "", s.SocketPath);
         var w = RealClientTests.WaitForWindow(s, w => w.Commits >= 3, steady);
 
         // A client killed in the middle of its animation.
-        using (var victim = ClientProcess.Start(exe, "", s))
+        using (var victim = WaylandClientProcess.Start(exe, "", s.SocketPath))
         {
             RealClientTests.WaitUntil(() => s.Server.Windows.Count == 2 && s.Server.Windows.All(x => x.Commits >= 3), "the second window");
             var victimWindow = s.Server.Windows.Single(x => x != w);
@@ -120,7 +121,7 @@ public sealed class IsolationTests
         c.Send(surf, WlSurface.Requests.Attach, buf, 0, 0);
         c.Send(surf, WlSurface.Requests.Commit);
         Assert.True(c.Roundtrip());
-        Assert.Equal(new uint[] { 0xff000001, 0xff000002, 0xff000003, 0xff000004 }, XdgTests.Pixels(Assert.Single(s.Server.Windows)));
+        Assert.Equal(new uint[] { 0xff000001, 0xff000002, 0xff000003, 0xff000004 }, TestKit.PixelSourceReader.ReadAll(Assert.Single(s.Server.Windows).Pixels));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using VirtioGpuHost.TestKit;
 using VirtioGpuHost.Compositor.Wayland;
 
 namespace VirtioGpuHost.Wayland.Tests;
@@ -7,7 +8,7 @@ public sealed class RealClientTests
 {
     private const int SigInt = 2, SigTerm = 15;
 
-    internal static WaylandWindow WaitForWindow(TestServer s, Func<WaylandWindow, bool> ok, ClientProcess client, int timeoutMs = 15000)
+    internal static WaylandWindow WaitForWindow(TestServer s, Func<WaylandWindow, bool> ok, WaylandClientProcess client, int timeoutMs = 15000)
     {
         var deadline = Environment.TickCount64 + timeoutMs;
         while (Environment.TickCount64 < deadline)
@@ -34,9 +35,9 @@ public sealed class RealClientTests
     [Fact]
     public void WaylandInfo_ListsOurGlobals_AndExitsZero()
     {
-        var exe = ClientProcess.Require("wayland-info", "wayland-utils");
+        var exe = WaylandClientProcess.Require("wayland-info", "wayland-utils");
         using var s = new TestServer();
-        using var c = ClientProcess.Start(exe, "", s);
+        using var c = WaylandClientProcess.Start(exe, "", s.SocketPath);
         Assert.True(c.WaitForExit(15000), "wayland-info did not exit");
         Assert.True(c.ExitCode == 0, $"exit {c.ExitCode}: {c.Output}");
         foreach (var g in new[] { "wl_compositor", "wl_subcompositor", "wl_shm", "wl_output", "wl_seat", "xdg_wm_base", "wl_data_device_manager", "wp_viewporter", "wp_presentation" })
@@ -47,9 +48,9 @@ public sealed class RealClientTests
     [Fact]
     public void SimpleShm_AnimatesWithFrameCallbacks_BuffersReleased_StopsOnSigint()
     {
-        var exe = ClientProcess.Require("weston-simple-shm", "weston");
+        var exe = WaylandClientProcess.Require("weston-simple-shm", "weston");
         using var s = new TestServer(clock: true);
-        using var c = ClientProcess.Start(exe, "", s);
+        using var c = WaylandClientProcess.Start(exe, "", s.SocketPath);
         var w = WaitForWindow(s, w => w.Commits >= 10, c);
         Assert.Equal("simple-shm", w.Title);
         Assert.Equal("org.freedesktop.weston.simple-shm", w.AppId);
@@ -65,9 +66,9 @@ public sealed class RealClientTests
     [Fact]
     public void SimpleDamage_Animates()
     {
-        var exe = ClientProcess.Require("weston-simple-damage", "weston");
+        var exe = WaylandClientProcess.Require("weston-simple-damage", "weston");
         using var s = new TestServer(clock: true);
-        using var c = ClientProcess.Start(exe, "", s);
+        using var c = WaylandClientProcess.Start(exe, "", s.SocketPath);
         var w = WaitForWindow(s, w => w.Commits >= 10, c);
         Assert.True(w.Width > 0 && w.Height > 0);
         c.Signal(SigTerm);
@@ -78,9 +79,9 @@ public sealed class RealClientTests
     [Fact]
     public void Flower_DrawsItsFlower()
     {
-        var exe = ClientProcess.Require("weston-flower", "weston");
+        var exe = WaylandClientProcess.Require("weston-flower", "weston");
         using var s = new TestServer(clock: true);
-        using var c = ClientProcess.Start(exe, "", s);
+        using var c = WaylandClientProcess.Start(exe, "", s.SocketPath);
         var w = WaitForWindow(s, w => w.Commits >= 1 && w.Width > 0, c);
         var stats = PixelStats.Of(w);
         Assert.True(stats.Colours > 10, $"only {stats.Colours} colours");
@@ -96,9 +97,9 @@ public sealed class RealClientTests
     [Fact]
     public void Terminal_ShowsAWindowWithText()
     {
-        var exe = ClientProcess.Require("weston-terminal", "weston");
+        var exe = WaylandClientProcess.Require("weston-terminal", "weston");
         using var s = new TestServer(clock: true);
-        using var c = ClientProcess.Start(exe, "--shell=/bin/sh", s);
+        using var c = WaylandClientProcess.Start(exe, "--shell=/bin/sh", s.SocketPath);
         var w = WaitForWindow(s, w => w.Commits >= 1 && w.Width > 100, c);
         var stats = PixelStats.Of(w);
         // Text on an opaque background inside the window geometry (the frame's shadow lies outside it).

@@ -157,7 +157,7 @@ public sealed class ShmTests
         c.Send(surf, WlSurface.Requests.Commit);
         Assert.True(c.Roundtrip());
         var w = Assert.Single(s.Server.Windows);
-        Assert.Equal(new uint[] { 1, 2, 3, 8 }, XdgTests.Pixels(w));
+        Assert.Equal(new uint[] { 1, 2, 3, 8 }, TestKit.PixelSourceReader.ReadAll(w.Pixels));
         Assert.Equal(new(1, 1, 1, 1), w.LastDamage);
     }
 }
@@ -218,7 +218,7 @@ public sealed class XdgTests
 
         var w = Assert.Single(s.Server.Windows);
         Assert.Equal(("hello", "test.app", 2, 2), (w.Title, w.AppId, w.Width, w.Height));
-        Assert.Equal(FourPixels, Pixels(w));
+        Assert.Equal(FourPixels, TestKit.PixelSourceReader.ReadAll(w.Pixels));
         Assert.Equal(1, w.Commits);
 
         s.Server.FramePresented(TimeSpan.FromMilliseconds(4321));
@@ -231,7 +231,7 @@ public sealed class XdgTests
         c.Send(surf, WlSurface.Requests.Damage, 0, 0, 2, 2);
         c.Send(surf, WlSurface.Requests.Commit);
         Assert.True(c.Roundtrip());
-        Assert.Equal(new uint[] { 0xff123456, 0xff654321, 0xff000000, 0xff010101 }, Pixels(w));
+        Assert.Equal(new uint[] { 0xff123456, 0xff654321, 0xff000000, 0xff010101 }, TestKit.PixelSourceReader.ReadAll(w.Pixels));
 
         // A null buffer unmaps.
         c.Send(surf, WlSurface.Requests.Attach, 0u, 0, 0);
@@ -240,19 +240,6 @@ public sealed class XdgTests
         Assert.Empty(s.Server.Windows);
         lock (unmapped) Assert.Contains(w, unmapped);
         Assert.Null(w.Pixels.AcquireCurrent());
-    }
-
-    internal static uint[] Pixels(WaylandWindow w)
-    {
-        var surf = w.Pixels.AcquireCurrent() ?? throw new InvalidOperationException("no image");
-        try
-        {
-            var r = new uint[surf.Width * surf.Height];
-            for (uint y = 0; y < surf.Height; y++)
-                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(surf.Memory.AsSpan(surf.Offset + y * surf.Stride, (int)surf.Width * 4)).CopyTo(r.AsSpan((int)(y * surf.Width)));
-            return r;
-        }
-        finally { surf.Memory.Release(); }
     }
 
     [Fact]
@@ -279,7 +266,7 @@ public sealed class XdgTests
                 Assert.True(c.Roundtrip());
             }
             Assert.Equal(before, held.Memory.AsSpan(held.Offset, 16).ToArray());
-            Assert.Equal(new uint[] { 12, 20, 30, 40 }, Pixels(w));
+            Assert.Equal(new uint[] { 12, 20, 30, 40 }, TestKit.PixelSourceReader.ReadAll(w.Pixels));
         }
         finally { held.Memory.Release(); }
     }
@@ -411,13 +398,13 @@ public sealed class XdgTests
         Assert.True(c.Roundtrip());
         Assert.Equal((3, 3), (w.Width, w.Height));
         const uint R = 0xff0000ff, G = 0xff00ff00, _ = 0;
-        Assert.Equal(new uint[] { R, R, _, R, G, G, _, G, G }, XdgTests.Pixels(w));
+        Assert.Equal(new uint[] { R, R, _, R, G, G, _, G, G }, TestKit.PixelSourceReader.ReadAll(w.Pixels));
 
         // Place the child below the parent: the parent covers the overlap.
         c.Send(subsurface, WlSubsurface.Requests.PlaceBelow, root);
         c.Send(root, WlSurface.Requests.Commit);
         Assert.True(c.Roundtrip());
-        Assert.Equal(new uint[] { R, R, _, R, R, G, _, G, G }, XdgTests.Pixels(w));
+        Assert.Equal(new uint[] { R, R, _, R, R, G, _, G, G }, TestKit.PixelSourceReader.ReadAll(w.Pixels));
 
         // Desync: the child's commits apply at once.
         c.Send(subsurface, WlSubsurface.Requests.SetDesync);
@@ -425,7 +412,7 @@ public sealed class XdgTests
         c.Send(child, WlSurface.Requests.DamageBuffer, 0, 0, 2, 2);
         c.Send(child, WlSurface.Requests.Commit);
         Assert.True(c.Roundtrip());
-        Assert.Equal(new uint[] { R, R, _, R, R, 0x80000080, _, 0x80000080, 0x80000080 }, XdgTests.Pixels(w));
+        Assert.Equal(new uint[] { R, R, _, R, R, 0x80000080, _, 0x80000080, 0x80000080 }, TestKit.PixelSourceReader.ReadAll(w.Pixels));
         Assert.Equal(new(1, 1, 2, 2), w.LastDamage);
     }
 
@@ -445,7 +432,7 @@ public sealed class XdgTests
         Assert.True(c.Roundtrip());
         var w = Assert.Single(s.Server.Windows);
         Assert.Equal((4, 4), (w.Width, w.Height));
-        var p = XdgTests.Pixels(w);
+        var p = TestKit.PixelSourceReader.ReadAll(w.Pixels);
         Assert.Equal(FourPixels[0], p[0]);
         Assert.Equal(FourPixels[1], p[3]);
         Assert.Equal(FourPixels[2], p[8]);
@@ -531,7 +518,7 @@ public sealed class XdgTests
         c.Send(psurf, WlSurface.Requests.Commit);
         Assert.True(c.Roundtrip());
         var w = Assert.Single(s.Server.Windows);
-        var p = XdgTests.Pixels(w);
+        var p = TestKit.PixelSourceReader.ReadAll(w.Pixels);
         Assert.Equal((10, 10), (w.Width, w.Height)); // popups do not grow the window
         Assert.Equal(0xffffffffu, p[4 * 10 + 5]);
         Assert.Equal(0xffffffffu, p[7 * 10 + 8]);

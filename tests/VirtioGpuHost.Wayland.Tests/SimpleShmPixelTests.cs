@@ -1,3 +1,4 @@
+using VirtioGpuHost.TestKit;
 using System.Runtime.InteropServices;
 using VirtioGpuHost.Compositor.Wayland;
 
@@ -11,19 +12,6 @@ public sealed class SimpleShmPixelTests
 {
     internal static uint[] Expected(int width, int height, uint time) => TestKit.SimpleShmPattern.Expected(width, height, time);
 
-    private static uint[] Snapshot(WaylandWindow w)
-    {
-        var s = w.Pixels.AcquireCurrent() ?? throw new InvalidOperationException("no image");
-        try
-        {
-            var result = new uint[s.Width * s.Height];
-            for (uint y = 0; y < s.Height; y++)
-                MemoryMarshal.Cast<byte, uint>(s.Memory.AsSpan(s.Offset + y * s.Stride, (int)s.Width * 4)).CopyTo(result.AsSpan((int)(y * s.Width)));
-            return result;
-        }
-        finally { s.Memory.Release(); }
-    }
-
     private static void AssertImage(uint[] expected, uint[] actual, int width, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
@@ -35,13 +23,13 @@ public sealed class SimpleShmPixelTests
     [Fact]
     public void WindowImage_EqualsPaintPixels_AtEachFrameTime()
     {
-        var exe = ClientProcess.Require("weston-simple-shm", "weston");
+        var exe = WaylandClientProcess.Require("weston-simple-shm", "weston");
         using var s = new TestServer(clock: false); // frames only when the test presents one
-        using var c = ClientProcess.Start(exe, "", s);
+        using var c = WaylandClientProcess.Start(exe, "", s.SocketPath);
         var w = RealClientTests.WaitForWindow(s, w => w.Commits >= 1, c);
         Assert.Equal((250, 250), (w.Width, w.Height));
         // The first frame is drawn from the configure, with time 0.
-        AssertImage(Expected(250, 250, 0), Snapshot(w), 250, "frame 1 (time 0)");
+        AssertImage(Expected(250, 250, 0), TestKit.PixelSourceReader.ReadAll(w.Pixels), 250, "frame 1 (time 0)");
         Assert.Equal(new(0, 0, 250, 250), w.LastDamage);
 
         long commits = w.Commits;
@@ -50,7 +38,7 @@ public sealed class SimpleShmPixelTests
             s.Server.FramePresented(TimeSpan.FromMilliseconds(ms));
             RealClientTests.WaitUntil(() => w.Commits > commits, $"a commit after the frame at {ms} ms");
             commits = w.Commits;
-            AssertImage(Expected(250, 250, ms), Snapshot(w), 250, $"frame at {ms} ms");
+            AssertImage(Expected(250, 250, ms), TestKit.PixelSourceReader.ReadAll(w.Pixels), 250, $"frame at {ms} ms");
             // simple-shm damages the area inside its 20-pixel padding.
             Assert.Equal(new(20, 20, 210, 210), w.LastDamage);
         }

@@ -5,8 +5,6 @@ namespace VirtioGpuHost.Compositor.Tests.Layout;
 /// <summary>The per-VM quota keys of [[vm]]: max_resources, max_host_memory_mib, max_blob_mappings, max_contexts, max_wayland_clients.</summary>
 public class LayoutLoaderLimitsTests
 {
-    private const string Marker = "#<";
-
     private static string Layout(string vmKeys) => $$"""
         [[output]]
         name = "main"
@@ -32,24 +30,9 @@ public class LayoutLoaderLimitsTests
         zone = "z"
         """;
 
-    private static VmConfig Ok(string vmKeys)
-    {
-        var result = LayoutLoader.Load(Layout(vmKeys), "layout.toml");
-        Assert.True(result.Success, result.ToString());
-        Assert.Empty(result.Diagnostics);
-        return result.Layout!.Vm("a")!;
-    }
+    private static VmConfig Ok(string vmKeys) => LayoutTestKit.LoadClean(Layout(vmKeys)).Vm("a")!;
 
-    private static void ExpectError(string vmKeys, string field, string fragment)
-    {
-        string toml = Layout(vmKeys);
-        int line = LayoutTestKit.LineOf(toml, Marker);
-        var result = LayoutLoader.Load(toml, "layout.toml");
-        Assert.Null(result.Layout);
-        var hit = result.Errors.FirstOrDefault(d => d.Line == line && d.Field == field && d.Message.Contains(fragment, StringComparison.Ordinal));
-        Assert.True(hit is not null, $"no error at line {line} on {field} containing '{fragment}'; got:\n{result}");
-        Assert.StartsWith($"layout.toml:{line}: ", hit.ToString(), StringComparison.Ordinal);
-    }
+    private static void ExpectError(string vmKeys, string field, string fragment) => LayoutTestKit.ExpectError(Layout(vmKeys), field, fragment);
 
     [Fact]
     public void NoLimitKeys_NullLimits() => Assert.Null(Ok("").Limits);
@@ -77,7 +60,7 @@ public class LayoutLoaderLimitsTests
     [InlineData("max_contexts", 4097, "between 0 and 4096")]
     [InlineData("max_wayland_clients", -5, "between 0 and 4096")]
     public void OutOfRange_ErrorOnLineAndField(string key, long value, string fragment) =>
-        ExpectError($"{key} = {value} {Marker}", key, fragment);
+        ExpectError($"{key} = {value} {LayoutTestKit.Marker}", key, fragment);
 
     [Theory]
     [InlineData("max_resources = \"10\"", "max_resources")]
@@ -86,9 +69,9 @@ public class LayoutLoaderLimitsTests
     [InlineData("max_contexts = [1]", "max_contexts")]
     [InlineData("max_wayland_clients = \"many\"", "max_wayland_clients")]
     public void WrongType_ErrorOnLineAndField(string line, string key) =>
-        ExpectError($"{line} {Marker}", key, "an integer");
+        ExpectError($"{line} {LayoutTestKit.Marker}", key, "an integer");
 
     [Fact]
     public void MisspelledKey_DidYouMean() =>
-        ExpectError($"max_resource = 10 {Marker}", "max_resource", "max_resources");
+        ExpectError($"max_resource = 10 {LayoutTestKit.Marker}", "max_resource", "max_resources");
 }

@@ -10,8 +10,6 @@ namespace VirtioGpuHost.Compositor.Tests.Layout;
 /// </summary>
 public class LayoutLoaderTests
 {
-    private const string Marker = "#<";
-
     /// <summary>A small valid layout; tests change one line (or append tables) to break one rule.</summary>
     private const string Base = """
         [[output]]
@@ -60,21 +58,6 @@ public class LayoutLoaderTests
     {
         Assert.Contains(oldText, Base, StringComparison.Ordinal);
         return Base.Replace(oldText, newText, StringComparison.Ordinal);
-    }
-
-    /// <summary>Loads <paramref name="toml"/> and asserts an error on the marked line for <paramref name="field"/> whose text contains <paramref name="fragment"/>.</summary>
-    private static LayoutDiagnostic ExpectError(string toml, string field, string fragment)
-    {
-        int line = LayoutTestKit.LineOf(toml, Marker);
-        var result = LayoutLoader.Load(toml, "layout.toml");
-        Assert.False(result.Success, "the layout was accepted");
-        Assert.Null(result.Layout);
-        var hit = result.Errors.FirstOrDefault(d => d.Line == line && d.Field == field && d.Message.Contains(fragment, StringComparison.Ordinal));
-        Assert.True(hit is not null, $"no error at line {line} on {field} containing '{fragment}'; got:\n{result}");
-        string text = hit.ToString();
-        Assert.StartsWith($"layout.toml:{line}: ", text, StringComparison.Ordinal);
-        Assert.Contains(field, text, StringComparison.Ordinal);
-        return hit;
     }
 
     // ---- the example and the happy path ----
@@ -232,13 +215,13 @@ public class LayoutLoaderTests
     [Fact]
     public void Load_SyntaxError_ReportsLine()
     {
-        var d = ExpectError(With("height = 480", "height = #<"), "", "value");
+        var d = LayoutTestKit.ExpectError(With("height = 480", "height = #<"), "", "value");
         Assert.Equal(LayoutSeverity.Error, d.Severity);
     }
 
     [Fact]
     public void Load_KeyDefinedTwice_ReportsSecondLine() =>
-        ExpectError(With("height = 480", "height = 480\nheight = 481 #<"), "", "height");
+        LayoutTestKit.ExpectError(With("height = 480", "height = 480\nheight = 481 #<"), "", "height");
 
     [Fact]
     public void Load_Garbage_ReportsErrorsWithoutThrowing()
@@ -285,43 +268,43 @@ public class LayoutLoaderTests
 
     [Fact]
     public void Load_UnknownTopLevelKey_Error() =>
-        ExpectError("version = 2 #<\n" + Base, "version", "unknown top-level key");
+        LayoutTestKit.ExpectError("version = 2 #<\n" + Base, "version", "unknown top-level key");
 
     [Fact]
     public void Load_LayoutSettingAtTopLevel_SaysWhereItBelongs() =>
-        ExpectError("label_height = 30 #<\n" + Base, "label_height", "belongs in the [layout] table");
+        LayoutTestKit.ExpectError("label_height = 30 #<\n" + Base, "label_height", "belongs in the [layout] table");
 
     [Fact]
     public void Load_InlineArrayOfTables_SaysWriteTables() =>
-        ExpectError("zone = [{ name = \"x\" }] #<\n", "zone", "write [[zone]] tables");
+        LayoutTestKit.ExpectError("zone = [{ name = \"x\" }] #<\n", "zone", "write [[zone]] tables");
 
     [Fact]
     public void Load_LayoutTwice_Error() =>
-        ExpectError("[layout]\nlabel_height = 20\n[layout] #<\nborder_width = 1\n" + Base, "", "layout");
+        LayoutTestKit.ExpectError("[layout]\nlabel_height = 20\n[layout] #<\nborder_width = 1\n" + Base, "", "layout");
 
     [Fact]
     public void Load_UnknownTable_SuggestsClosest() =>
-        ExpectError(Base + "[[zones]] #<\nname = \"x\"\n", "zones", "did you mean \"zone\"?");
+        LayoutTestKit.ExpectError(Base + "[[zones]] #<\nname = \"x\"\n", "zones", "did you mean \"zone\"?");
 
     [Fact]
     public void Load_SubTable_Rejected() =>
-        ExpectError(Base + "[placement.extra] #<\nx = 1\n", "placement.extra", "unknown table [placement.extra]");
+        LayoutTestKit.ExpectError(Base + "[placement.extra] #<\nx = 1\n", "placement.extra", "unknown table [placement.extra]");
 
     [Fact]
     public void Load_OutputAsPlainTable_SaysWriteArrayOfTables() =>
-        ExpectError("[output] #<\nname = \"x\"\n", "output", "write [[output]]");
+        LayoutTestKit.ExpectError("[output] #<\nname = \"x\"\n", "output", "write [[output]]");
 
     [Fact]
     public void Load_LayoutAsArrayOfTables_SaysWritePlainTable() =>
-        ExpectError("[[layout]] #<\nlabel_height = 20\n" + Base, "layout", "write [layout]");
+        LayoutTestKit.ExpectError("[[layout]] #<\nlabel_height = 20\n" + Base, "layout", "write [layout]");
 
     [Fact]
     public void Load_UnknownKey_SuggestsClosest() =>
-        ExpectError(With("label = \"IVI\"", "lable = \"IVI\" #<"), "lable", "unknown key \"lable\" (did you mean \"label\"?)");
+        LayoutTestKit.ExpectError(With("label = \"IVI\"", "lable = \"IVI\" #<"), "lable", "unknown key \"lable\" (did you mean \"label\"?)");
 
     [Fact]
     public void Load_DottedKey_Rejected() =>
-        ExpectError(With("height = 480", "height = 480\nsize.w = 3 #<"), "size.w", "unknown key \"size.w\"");
+        LayoutTestKit.ExpectError(With("height = 480", "height = 480\nsize.w = 3 #<"), "size.w", "unknown key \"size.w\"");
 
     [Fact]
     public void Load_NoOutput_Error()
@@ -338,33 +321,33 @@ public class LayoutLoaderTests
 
     [Fact]
     public void Load_StringForInteger_TypeError() =>
-        ExpectError(With("width = 800", "width = \"800\" #<"), "width", "width must be an integer, got the string \"800\"");
+        LayoutTestKit.ExpectError(With("width = 800", "width = \"800\" #<"), "width", "width must be an integer, got the string \"800\"");
 
     [Fact]
     public void Load_FloatForInteger_TypeError() =>
-        ExpectError(With("frame_period_ms = 100", "frame_period_ms = 16.7 #<"), "frame_period_ms", "must be an integer, got the float 16.7");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "frame_period_ms = 16.7 #<"), "frame_period_ms", "must be an integer, got the float 16.7");
 
     [Fact]
     public void Load_IntegerForString_TypeError() =>
-        ExpectError(With("label = \"IVI\"", "label = 7 #<"), "label", "label must be a string, got the integer 7");
+        LayoutTestKit.ExpectError(With("label = \"IVI\"", "label = 7 #<"), "label", "label must be a string, got the integer 7");
 
     [Fact]
     public void Load_StringForBoolean_TypeError() =>
-        ExpectError(With("frame_period_ms = 100", "content_must_change = \"yes\" #<"), "content_must_change", "must be true or false");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "content_must_change = \"yes\" #<"), "content_must_change", "must be true or false");
 
     [Fact]
     public void Load_MissingRequiredField_ErrorOnTableHeader()
     {
         string toml = With("[[vm]]\nname = \"ivi\"\nsocket = \"/tmp/vgh/ivi.sock\"\nlabel = \"IVI\"\n", "[[vm]] #<\nname = \"ivi\"\nsocket = \"/tmp/vgh/ivi.sock\"\n");
 
-        var e = ExpectError(toml, "label", "missing required field \"label\"");
+        var e = LayoutTestKit.ExpectError(toml, "label", "missing required field \"label\"");
         Assert.Equal("vm \"ivi\"", e.Subject);
     }
 
     [Fact]
     public void Load_MissingName_SubjectNumbersTheTable()
     {
-        var e = ExpectError(With("[[zone]]\nname = \"ivi\"\n", "[[zone]] #<\n"), "name", "missing required field \"name\"");
+        var e = LayoutTestKit.ExpectError(With("[[zone]]\nname = \"ivi\"\n", "[[zone]] #<\n"), "name", "missing required field \"name\"");
         Assert.Equal("zone #2", e.Subject);
     }
 
@@ -372,147 +355,147 @@ public class LayoutLoaderTests
 
     [Fact]
     public void Load_LabelHeightOutOfRange_Error() =>
-        ExpectError("[layout]\nlabel_height = 4 #<\n" + Base, "label_height", "between 8 and 256");
+        LayoutTestKit.ExpectError("[layout]\nlabel_height = 4 #<\n" + Base, "label_height", "between 8 and 256");
 
     [Fact]
     public void Load_BorderWidthOutOfRange_Error() =>
-        ExpectError("[layout]\nborder_width = 40 #<\n" + Base, "border_width", "between 0 and 32");
+        LayoutTestKit.ExpectError("[layout]\nborder_width = 40 #<\n" + Base, "border_width", "between 0 and 32");
 
     // ---- outputs ----
 
     [Fact]
     public void Load_OutputWidthZero_Error() =>
-        ExpectError(With("width = 800", "width = 0 #<"), "width", "width must be between 1 and 16384, got 0");
+        LayoutTestKit.ExpectError(With("width = 800", "width = 0 #<"), "width", "width must be between 1 and 16384, got 0");
 
     [Fact]
     public void Load_RefreshOutOfRange_Error() =>
-        ExpectError(With("height = 480", "height = 480\nrefresh_hz = 1000 #<"), "refresh_hz", "between 1 and 240");
+        LayoutTestKit.ExpectError(With("height = 480", "height = 480\nrefresh_hz = 1000 #<"), "refresh_hz", "between 1 and 240");
 
     [Fact]
     public void Load_BackgroundNotRgb_Error() =>
-        ExpectError(With("height = 480", "height = 480\nbackground = \"black\" #<"), "background", "\"#RRGGBB\"");
+        LayoutTestKit.ExpectError(With("height = 480", "height = 480\nbackground = \"black\" #<"), "background", "\"#RRGGBB\"");
 
     [Fact]
     public void Load_DuplicateOutputName_ErrorNamesFirstLine() =>
-        ExpectError(Base + "[[output]]\nname = \"main\" #<\nwidth = 10\nheight = 10\n", "name", "already used by the output at line 1");
+        LayoutTestKit.ExpectError(Base + "[[output]]\nname = \"main\" #<\nwidth = 10\nheight = 10\n", "name", "already used by the output at line 1");
 
     [Fact]
     public void Load_InvalidNameCharacters_Error() =>
-        ExpectError(With("name = \"main\"", "name = \"main screen\" #<"), "name", "letters, digits");
+        LayoutTestKit.ExpectError(With("name = \"main\"", "name = \"main screen\" #<"), "name", "letters, digits");
 
     // ---- zones ----
 
     [Fact]
     public void Load_ZoneUnknownOutput_SuggestsClosest() =>
-        ExpectError(With("output = \"main\"\nrect = [400, 0, 400, 480]", "output = \"mian\" #<\nrect = [400, 0, 400, 480]"), "output", "unknown output \"mian\" (did you mean \"main\"?)");
+        LayoutTestKit.ExpectError(With("output = \"main\"\nrect = [400, 0, 400, 480]", "output = \"mian\" #<\nrect = [400, 0, 400, 480]"), "output", "unknown output \"mian\" (did you mean \"main\"?)");
 
     [Fact]
     public void Load_RectWidthZero_Error()
     {
-        var e = ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, 0, 480] #<"), "rect", "rect width must be > 0");
+        var e = LayoutTestKit.ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, 0, 480] #<"), "rect", "rect width must be > 0");
         Assert.Equal($"layout.toml:{e.Line}: zone \"ivi\": rect width must be > 0, got 0", e.ToString());
     }
 
     [Fact]
     public void Load_RectNegativeX_Error() =>
-        ExpectError(With("rect = [400, 0, 400, 480]", "rect = [-1, 0, 400, 480] #<"), "rect", "rect x must be between 0 and");
+        LayoutTestKit.ExpectError(With("rect = [400, 0, 400, 480]", "rect = [-1, 0, 400, 480] #<"), "rect", "rect x must be between 0 and");
 
     [Fact]
     public void Load_RectWrongLength_Error() =>
-        ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, 400] #<"), "rect", "got 3 items");
+        LayoutTestKit.ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, 400] #<"), "rect", "got 3 items");
 
     [Fact]
     public void Load_RectItemNotInteger_Error() =>
-        ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, \"400\", 480] #<"), "rect", "rect width must be an integer");
+        LayoutTestKit.ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, \"400\", 480] #<"), "rect", "rect width must be an integer");
 
     [Fact]
     public void Load_RectNotArray_Error() =>
-        ExpectError(With("rect = [400, 0, 400, 480]", "rect = \"400x480\" #<"), "rect", "rect must be [x, y, width, height]");
+        LayoutTestKit.ExpectError(With("rect = [400, 0, 400, 480]", "rect = \"400x480\" #<"), "rect", "rect must be [x, y, width, height]");
 
     [Fact]
     public void Load_ZoneOutsideOutput_Error() =>
-        ExpectError(With("rect = [400, 0, 400, 480]", "rect = [500, 0, 400, 480] #<"), "rect", "extends beyond output \"main\" (800x480)");
+        LayoutTestKit.ExpectError(With("rect = [400, 0, 400, 480]", "rect = [500, 0, 400, 480] #<"), "rect", "extends beyond output \"main\" (800x480)");
 
     [Fact]
     public void Load_ZoneTooSmallForLabelAndBorder_Error() =>
-        ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, 400, 32] #<"), "rect", "a zone needs at least 5x33");
+        LayoutTestKit.ExpectError(With("rect = [400, 0, 400, 480]", "rect = [400, 0, 400, 32] #<"), "rect", "a zone needs at least 5x33");
 
     [Fact]
     public void Load_ZoneTooSmallForCustomLabel_UsesLayoutSettings() =>
-        ExpectError("[layout]\nlabel_height = 40\nborder_width = 0\n" + With("rect = [400, 0, 400, 480]", "rect = [400, 0, 400, 40] #<"), "rect", "at least 1x41");
+        LayoutTestKit.ExpectError("[layout]\nlabel_height = 40\nborder_width = 0\n" + With("rect = [400, 0, 400, 480]", "rect = [400, 0, 400, 40] #<"), "rect", "at least 1x41");
 
     [Fact]
     public void Load_ClassWrongCase_SuggestsLowercase() =>
-        ExpectError(With("class = \"normal\"\n\n[[vm]]", "class = \"Normal\" #<\n\n[[vm]]"), "class", "did you mean \"normal\"?");
+        LayoutTestKit.ExpectError(With("class = \"normal\"\n\n[[vm]]", "class = \"Normal\" #<\n\n[[vm]]"), "class", "did you mean \"normal\"?");
 
     [Fact]
     public void Load_DuplicateZoneName_Error() =>
-        ExpectError(With("name = \"ivi\"\noutput", "name = \"cluster\" #<\noutput"), "name", "already used by the zone at line 6");
+        LayoutTestKit.ExpectError(With("name = \"ivi\"\noutput", "name = \"cluster\" #<\noutput"), "name", "already used by the zone at line 6");
 
     [Fact]
     public void Load_ZoneWithoutPlacement_Error() =>
-        ExpectError(Base + "[[zone]] #<\nname = \"spare\"\noutput = \"main\"\nrect = [0, 0, 100, 100]\nclass = \"normal\"\n", "placement", "no [[placement]] shows anything in this zone");
+        LayoutTestKit.ExpectError(Base + "[[zone]] #<\nname = \"spare\"\noutput = \"main\"\nrect = [0, 0, 100, 100]\nclass = \"normal\"\n", "placement", "no [[placement]] shows anything in this zone");
 
     // ---- VMs ----
 
     [Fact]
     public void Load_RelativeSocket_Error() =>
-        ExpectError(With("socket = \"/tmp/vgh/ivi.sock\"", "socket = \"ivi.sock\" #<"), "socket", "absolute path");
+        LayoutTestKit.ExpectError(With("socket = \"/tmp/vgh/ivi.sock\"", "socket = \"ivi.sock\" #<"), "socket", "absolute path");
 
     [Fact]
     public void Load_SocketPathTooLong_Error() =>
-        ExpectError(With("socket = \"/tmp/vgh/ivi.sock\"", $"socket = \"/tmp/{new string('s', 120)}\" #<"), "socket", "at most 107");
+        LayoutTestKit.ExpectError(With("socket = \"/tmp/vgh/ivi.sock\"", $"socket = \"/tmp/{new string('s', 120)}\" #<"), "socket", "at most 107");
 
     [Fact]
     public void Load_DuplicateSocket_Error() =>
-        ExpectError(With("socket = \"/tmp/vgh/ivi.sock\"", "socket = \"/tmp/vgh/cluster.sock\" #<"), "socket", "already used by vm \"cluster\" at line 20");
+        LayoutTestKit.ExpectError(With("socket = \"/tmp/vgh/ivi.sock\"", "socket = \"/tmp/vgh/cluster.sock\" #<"), "socket", "already used by vm \"cluster\" at line 20");
 
     [Fact]
     public void Load_DuplicateVmName_Error() =>
-        ExpectError(With("name = \"ivi\"\nsocket", "name = \"cluster\" #<\nsocket"), "name", "already used by the vm at line 18");
+        LayoutTestKit.ExpectError(With("name = \"ivi\"\nsocket", "name = \"cluster\" #<\nsocket"), "name", "already used by the vm at line 18");
 
     [Fact]
     public void Load_EmptyLabel_Error() =>
-        ExpectError(With("label = \"IVI\"", "label = \"  \" #<"), "label", "printable characters");
+        LayoutTestKit.ExpectError(With("label = \"IVI\"", "label = \"  \" #<"), "label", "printable characters");
 
     [Fact]
     public void Load_LabelColorWithAlpha_Error() =>
-        ExpectError(With("label_color = \"#445566\"", "label_color = \"#44556680\" #<"), "label_color", "opaque colour");
+        LayoutTestKit.ExpectError(With("label_color = \"#445566\"", "label_color = \"#44556680\" #<"), "label_color", "opaque colour");
 
     [Fact]
     public void Load_FramePeriodZero_Error() =>
-        ExpectError(With("frame_period_ms = 100", "frame_period_ms = 0 #<"), "frame_period_ms", "between 1 and 60000");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "frame_period_ms = 0 #<"), "frame_period_ms", "between 1 and 60000");
 
     [Fact]
     public void Load_FramePeriodTooLong_Error() =>
-        ExpectError(With("frame_period_ms = 100", "frame_period_ms = 60001 #<"), "frame_period_ms", "between 1 and 60000");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "frame_period_ms = 60001 #<"), "frame_period_ms", "between 1 and 60000");
 
     [Fact]
     public void Load_UnknownFallbackForm_Error() =>
-        ExpectError(With("frame_period_ms = 100", "fallback = \"blank\" #<"), "fallback", "\"dim\", \"color:#RRGGBB\", \"vm:NAME\" or \"vm:NAME:SCANOUT\"");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "fallback = \"blank\" #<"), "fallback", "\"dim\", \"color:#RRGGBB\", \"vm:NAME\" or \"vm:NAME:SCANOUT\"");
 
     [Fact]
     public void Load_FallbackBadColour_Error() =>
-        ExpectError(With("frame_period_ms = 100", "fallback = \"color:red\" #<"), "fallback", "color:#RRGGBB");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "fallback = \"color:red\" #<"), "fallback", "color:#RRGGBB");
 
     [Fact]
     public void Load_FallbackUnknownVm_Error() =>
-        ExpectError(With("frame_period_ms = 100", "fallback = \"vm:clustr\" #<"), "fallback", "unknown vm \"clustr\" (did you mean \"cluster\"?)");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "fallback = \"vm:clustr\" #<"), "fallback", "unknown vm \"clustr\" (did you mean \"cluster\"?)");
 
     [Fact]
     public void Load_FallbackSelf_Error() =>
-        ExpectError(With("frame_period_ms = 100", "fallback = \"vm:ivi\" #<"), "fallback", "names the VM itself");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "fallback = \"vm:ivi\" #<"), "fallback", "names the VM itself");
 
     [Fact]
     public void Load_FallbackScanoutOutOfRange_Error() =>
-        ExpectError(With("frame_period_ms = 100", "fallback = \"vm:cluster:16\" #<"), "fallback", "between 0 and 15");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "fallback = \"vm:cluster:16\" #<"), "fallback", "between 0 and 15");
 
     [Fact]
     public void Load_FallbackVmOfLowerClassThanZone_Error()
     {
         // The cluster (critical, in the critical zone) falls back to the IVI (normal): forbidden.
         string toml = With("label_color = \"#112233\"\nclass = \"critical\"", "label_color = \"#112233\"\nclass = \"critical\"\nfallback = \"vm:ivi\" #<");
-        ExpectError(toml, "fallback", "fallback vm \"ivi\" is normal, lower than zone \"cluster\" (critical)");
+        LayoutTestKit.ExpectError(toml, "fallback", "fallback vm \"ivi\" is normal, lower than zone \"cluster\" (critical)");
     }
 
     [Fact]
@@ -529,55 +512,55 @@ public class LayoutLoaderTests
 
     [Fact]
     public void Load_PlacementUnknownVm_Error() =>
-        ExpectError(Base + "[[placement]]\nvm = \"camera\" #<\nzone = \"ivi\"\npreempts = true\npriority = 5\n", "vm", "unknown vm \"camera\"");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"camera\" #<\nzone = \"ivi\"\npreempts = true\npriority = 5\n", "vm", "unknown vm \"camera\"");
 
     [Fact]
     public void Load_PlacementUnknownZone_Error() =>
-        ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivx\" #<\nscanout = 1\n", "zone", "unknown zone \"ivx\" (did you mean \"ivi\"?)");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivx\" #<\nscanout = 1\n", "zone", "unknown zone \"ivx\" (did you mean \"ivi\"?)");
 
     [Fact]
     public void Load_ScanoutOutOfRange_Error() =>
-        ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\"\nscanout = 16 #<\n", "scanout", "between 0 and 15");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\"\nscanout = 16 #<\n", "scanout", "between 0 and 15");
 
     [Fact]
     public void Load_UnknownScale_SuggestsClosest() =>
-        ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\"\nscanout = 1\npreempts = true\npriority = 1\nscale = \"fil\" #<\n", "scale", "did you mean \"fill\"?");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\"\nscanout = 1\npreempts = true\npriority = 1\nscale = \"fil\" #<\n", "scale", "did you mean \"fill\"?");
 
     [Fact]
     public void Load_PriorityBeyond32Bits_Error() =>
-        ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\"\nscanout = 1\npreempts = true\npriority = 9999999999 #<\n", "priority", "does not fit in 32 bits");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\"\nscanout = 1\npreempts = true\npriority = 9999999999 #<\n", "priority", "does not fit in 32 bits");
 
     [Fact]
     public void Load_LowerClassVmInHigherClassZone_Error() =>
-        ExpectError(Base + "[[placement]]\nvm = \"ivi\" #<\nzone = \"cluster\"\npreempts = true\npriority = 5\n", "vm", "vm \"ivi\" is normal and cannot be shown in zone \"cluster\", which is critical");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"ivi\" #<\nzone = \"cluster\"\npreempts = true\npriority = 5\n", "vm", "vm \"ivi\" is normal and cannot be shown in zone \"cluster\", which is critical");
 
     [Fact]
     public void Load_DuplicatePlacement_Error() =>
-        ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\" #<\n", "zone", "already placed in zone \"ivi\" at line 37");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"ivi\"\nzone = \"ivi\" #<\n", "zone", "already placed in zone \"ivi\" at line 37");
 
     [Fact]
     public void Load_SecondOrdinaryPlacementInZone_Error() =>
-        ExpectError(Base + "[[placement]] #<\nvm = \"cluster\"\nscanout = 1\nzone = \"ivi\"\n", "preempts", "already shows vm \"ivi\" (placement at line 37)");
+        LayoutTestKit.ExpectError(Base + "[[placement]] #<\nvm = \"cluster\"\nscanout = 1\nzone = \"ivi\"\n", "preempts", "already shows vm \"ivi\" (placement at line 37)");
 
     [Fact]
     public void Load_PreemptingPriorityNotAboveOrdinary_Error() =>
-        ExpectError(Base + "[[placement]]\nvm = \"cluster\"\nscanout = 1\nzone = \"ivi\"\npreempts = true\npriority = 0 #<\n", "priority", "must be above 0");
+        LayoutTestKit.ExpectError(Base + "[[placement]]\nvm = \"cluster\"\nscanout = 1\nzone = \"ivi\"\npreempts = true\npriority = 0 #<\n", "priority", "must be above 0");
 
     [Fact]
     public void Load_PreemptingPriorityDefaultNotAboveOrdinary_ErrorOnTableHeader() =>
-        ExpectError(Base + "[[placement]] #<\nvm = \"cluster\"\nscanout = 1\nzone = \"ivi\"\npreempts = true\n", "priority", "never shows");
+        LayoutTestKit.ExpectError(Base + "[[placement]] #<\nvm = \"cluster\"\nscanout = 1\nzone = \"ivi\"\npreempts = true\n", "priority", "never shows");
 
     [Fact]
     public void Load_HostVisibleNotPowerOfTwo_Error() =>
-        ExpectError(With("frame_period_ms = 100", "host_visible_mib = 48 #<"), "host_visible_mib", "power of two");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "host_visible_mib = 48 #<"), "host_visible_mib", "power of two");
 
     [Fact]
     public void Load_HostVisibleTooLarge_Error() =>
-        ExpectError(With("frame_period_ms = 100", "host_visible_mib = 131072 #<"), "host_visible_mib", "between 0 and 65536");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "host_visible_mib = 131072 #<"), "host_visible_mib", "between 0 and 65536");
 
     [Fact]
     public void Load_BlobNotBoolean_Error() =>
-        ExpectError(With("frame_period_ms = 100", "blob = \"yes\" #<"), "blob", "true or false");
+        LayoutTestKit.ExpectError(With("frame_period_ms = 100", "blob = \"yes\" #<"), "blob", "true or false");
 
     [Fact]
     public void Load_DeviceKeys_DefaultsAndOverrides()
@@ -603,7 +586,7 @@ public class LayoutLoaderTests
 
         Assert.True(result.Success, result.ToString());
         var w = Assert.Single(result.Warnings);
-        Assert.Equal(LayoutTestKit.LineOf(toml, Marker), w.Line);
+        Assert.Equal(LayoutTestKit.LineOf(toml, LayoutTestKit.Marker), w.Line);
         Assert.StartsWith($"layout.toml:{w.Line}: warning: vm \"spare\": ", w.ToString(), StringComparison.Ordinal);
     }
 
@@ -616,7 +599,7 @@ public class LayoutLoaderTests
 
         Assert.True(result.Success, result.ToString());
         var w = Assert.Single(result.Warnings);
-        Assert.Equal(LayoutTestKit.LineOf(toml, Marker), w.Line);
+        Assert.Equal(LayoutTestKit.LineOf(toml, LayoutTestKit.Marker), w.Line);
         Assert.Equal("frame_period_ms", w.Field);
         Assert.Contains("16.7-ms frame period of output \"main\"", w.Message, StringComparison.Ordinal);
     }

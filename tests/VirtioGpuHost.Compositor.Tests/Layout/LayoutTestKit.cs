@@ -67,6 +67,33 @@ internal static class LayoutTestKit
 
     public static string Describe(IReadOnlyList<FramePlan> plans) => string.Join("\n", plans.Select(Describe));
 
+    /// <summary>What tests put on the line an error must name (found with <see cref="LineOf"/>).</summary>
+    public const string Marker = "#<";
+
+    /// <summary>Loads <paramref name="toml"/> and asserts it has no error and no warning.</summary>
+    public static LayoutConfig LoadClean(string toml)
+    {
+        var result = LayoutLoader.Load(toml, "layout.toml");
+        Assert.True(result.Success, result.ToString());
+        Assert.Empty(result.Diagnostics);
+        return result.Layout!;
+    }
+
+    /// <summary>Loads <paramref name="toml"/> and asserts an error on the <see cref="Marker"/> line for <paramref name="field"/> whose text contains <paramref name="fragment"/>.</summary>
+    public static LayoutDiagnostic ExpectError(string toml, string field, string fragment)
+    {
+        int line = LineOf(toml, Marker);
+        var result = LayoutLoader.Load(toml, "layout.toml");
+        Assert.False(result.Success, "the layout was accepted");
+        Assert.Null(result.Layout);
+        var hit = result.Errors.FirstOrDefault(d => d.Line == line && d.Field == field && d.Message.Contains(fragment, StringComparison.Ordinal));
+        Assert.True(hit is not null, $"no error at line {line} on {field} containing '{fragment}'; got:\n{result}");
+        string text = hit.ToString();
+        Assert.StartsWith($"layout.toml:{line}: ", text, StringComparison.Ordinal);
+        Assert.Contains(field, text, StringComparison.Ordinal);
+        return hit;
+    }
+
     /// <summary>The 1-based line of the only line holding <paramref name="marker"/>.</summary>
     public static int LineOf(string text, string marker)
     {
