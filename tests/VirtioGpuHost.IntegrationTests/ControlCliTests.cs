@@ -184,6 +184,7 @@ public sealed partial class ControlCliTests(ITestOutputHelper output) : IDisposa
         using (var bad = new Proc("serve", "--config", path, "--listen", "nowhere"))
         {
             Assert.True(bad.Process.WaitForExit(TimeSpan.FromSeconds(60)));
+            bad.Process.WaitForExit(); // the timed wait alone does not drain the output readers
             Assert.Equal(1, bad.Process.ExitCode);
             Assert.Contains("--listen \"nowhere\": expected HOST:PORT", bad.Log);
         }
