@@ -11,6 +11,7 @@ public sealed class HeadlessOutput : IOutput, IRetargetableOutput
 {
     private readonly object _lock = new();
     private uint[] _presented;
+    private uint[] _readBuffer = [];
 
     public HeadlessOutput(IRenderer renderer, string name, SizeI size, int refreshHz)
     {
@@ -39,10 +40,15 @@ public sealed class HeadlessOutput : IOutput, IRetargetableOutput
             {
                 var clipped = r.Intersect(Size.ToRect());
                 if (clipped.IsEmpty) continue;
-                var tmp = new uint[clipped.Width * clipped.Height];
+                // One buffer kept for the damage reads: a new array per rect per frame would be a
+                // large-object allocation at 60 Hz, and those trigger blocking gen2 collections that
+                // stall every thread, the frame thread included (bench fairness found them).
+                int n = clipped.Width * clipped.Height;
+                if (_readBuffer.Length < n) _readBuffer = new uint[n];
+                var tmp = _readBuffer.AsSpan(0, n);
                 Target.ReadPixels(clipped, tmp);
                 for (int y = 0; y < clipped.Height; y++)
-                    tmp.AsSpan(y * clipped.Width, clipped.Width).CopyTo(_presented.AsSpan((clipped.Y + y) * Size.Width + clipped.X, clipped.Width));
+                    tmp.Slice(y * clipped.Width, clipped.Width).CopyTo(_presented.AsSpan((clipped.Y + y) * Size.Width + clipped.X, clipped.Width));
             }
             FramesPresented++;
         }

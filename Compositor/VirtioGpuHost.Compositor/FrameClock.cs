@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using VirtioGpuHost.Interop;
 using Microsoft.Extensions.Logging;
 
 namespace VirtioGpuHost.Compositor;
@@ -20,8 +20,8 @@ public sealed class FrameClock : IDisposable
     private long _epochTicks = -1;
 
     /// <param name="clock">
-    /// The engine's clock, only to report <see cref="Epoch"/> on it (the ticks themselves follow a
-    /// monotonic stopwatch).
+    /// The engine's clock, only to report <see cref="Epoch"/> on it (the ticks themselves follow
+    /// CLOCK_MONOTONIC).
     /// </param>
     public FrameClock(CompositorEngine engine, ILogger logger, Func<TimeSpan>? clock = null)
     {
@@ -51,20 +51,35 @@ public sealed class FrameClock : IDisposable
     /// </summary>
     public const int FrameThreadNice = -5;
 
+    private const long NanosecondsPerTick = 100;
+
+    /// <summary>How much of a wait is left to the precise sleep (WaitOne may end up to 1 ms early).</summary>
+    private static readonly TimeSpan CoarseMargin = TimeSpan.FromMilliseconds(20);
+
     private void Run()
     {
         int tid = VirtioGpuHost.Interop.ThreadScheduling.CurrentThreadId;
         int errno = VirtioGpuHost.Interop.ThreadScheduling.TrySetNice(tid, FrameThreadNice);
         if (errno == 0) _log.LogInformation("frame clock: thread {Tid} at nice {Nice}", tid, FrameThreadNice);
         else _log.LogInformation("frame clock: thread {Tid} at the process's priority (nice {Nice} is not permitted: {Error})", tid, FrameThreadNice, VirtioGpuHost.Interop.Errno.Describe(errno));
-        var sw = Stopwatch.StartNew();
+        // The grid is on CLOCK_MONOTONIC and each wait ends at its tick's absolute time, never
+        // before it: a frame composed early misses what a guest flushed just before the tick (the
+        // fairness benchmark counted those as missed critical frames), and relative waits drift.
+        // The epoch is read first: it is then at or before the grid's true start, so no frame
+        // ever appears to start before its tick on the engine's clock.
         if (_clock is not null) Interlocked.Exchange(ref _epochTicks, _clock().Ticks);
+        long start = MonotonicClock.NowNanoseconds();
         var next = TimeSpan.Zero;
         while (!_stop.IsCancellationRequested)
         {
             var period = _engine.FramePeriod;
-            var wait = next - sw.Elapsed;
-            if (wait > TimeSpan.Zero && _stop.Token.WaitHandle.WaitOne(wait)) break;
+            long deadline = start + next.Ticks * NanosecondsPerTick;
+            // Long waits (a slow refresh rate) sleep in a cancellable wait first; the last
+            // stretch is one precise absolute sleep.
+            long coarse = deadline - MonotonicClock.NowNanoseconds() - CoarseMargin.Ticks * NanosecondsPerTick;
+            if (coarse > 0 && _stop.Token.WaitHandle.WaitOne(TimeSpan.FromTicks(coarse / NanosecondsPerTick))) break;
+            MonotonicClock.SleepUntil(deadline);
+            if (_stop.IsCancellationRequested) break;
             try
             {
                 _engine.ComposeFrame();
@@ -79,7 +94,7 @@ public sealed class FrameClock : IDisposable
                 _log.LogError(e, "frame failed");
             }
             next += period;
-            var now = sw.Elapsed;
+            var now = TimeSpan.FromTicks((MonotonicClock.NowNanoseconds() - start) / NanosecondsPerTick);
             if (now > next)
             {
                 long skipped = (long)((now - next).Ticks / period.Ticks) + 1;

@@ -134,4 +134,44 @@ public sealed class FairnessPolicyTests
         Assert.Equal(new VmScheduling(SafetyClass.Critical, 0, null), VmScheduling.For(SafetyClass.Critical, enabled: false));
         Assert.Equal(new VmScheduling(SafetyClass.Untrusted, 0, null), VmScheduling.For(SafetyClass.Untrusted, enabled: false));
     }
+
+    [Fact]
+    public void FrameClock_NeverComposesBeforeItsTick()
+    {
+        // A frame composed before its tick misses what a guest flushed just before the tick, which
+        // the critical zone's deadline counts as a missed frame (bench fairness found frames up to
+        // 1 ms early while the clock waited with millisecond WaitOne). Frame n (1-based) is made for
+        // tick n - 1 + the ticks skipped before it; its start on the engine's clock must not be
+        // before Epoch + tick x period.
+        var dir = Directory.CreateTempSubdirectory("vgh-clock-").FullName;
+        try
+        {
+            using var renderer = new CpuRenderer();
+            using var host = new CompositorHost(Layout(dir), renderer, LoggerFactory.Create(_ => { }), new CompositorHostOptions { FrameClock = true });
+            var starts = new List<(long Frame, TimeSpan At, long SkippedBefore)>();
+            using var enough = new ManualResetEventSlim();
+            host.Engine.FrameComposed += r =>
+            {
+                lock (starts)
+                {
+                    starts.Add((r.Frame, r.At, host.MissedFrames)); // skips are counted after a frame, so this is before it
+                    if (starts.Count == 45) enough.Set();
+                }
+            };
+            host.Start();
+            Assert.True(enough.Wait(TimeSpan.FromSeconds(30)), "45 frames at 60 Hz within 30 s");
+            var epoch = host.FrameClockEpoch!.Value;
+            var period = host.Engine.FramePeriod;
+            List<(long Frame, TimeSpan At, long SkippedBefore)> seen;
+            lock (starts) seen = starts.ToList();
+            var early = seen.Select(f => (f.Frame, Early: epoch + period * (f.Frame - 1 + f.SkippedBefore) - f.At))
+                .Where(f => f.Early > TimeSpan.Zero).ToList();
+            Assert.True(early.Count == 0, $"{early.Count} of {seen.Count} frames started before their tick: " +
+                string.Join(", ", early.Take(5).Select(f => $"frame {f.Frame} {f.Early.TotalMilliseconds:F3} ms early")));
+        }
+        finally
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        }
+    }
 }

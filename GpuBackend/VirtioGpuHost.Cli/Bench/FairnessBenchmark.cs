@@ -32,7 +32,7 @@ internal sealed record FairnessVmResult(string Vm, double TargetFps, double Fps,
 internal sealed record FairnessPhaseResult(
     bool Policy, FloodMode Flood, int Round, double Seconds, IReadOnlyList<FairnessVmResult> Vms,
     double FloodCommandsPerSecond, double FloodMiBPerSecond, double OutputFps, long MissedTicks, double ComposeMsPerFrame,
-    int CriticalFramesMissed, int CriticalFlushes, double LoadAverage);
+    int CriticalFramesMissed, int CriticalFlushes, double LoadAverage, int Gen2Collections, double GcPauseMs);
 
 /// <summary>
 /// `bench fairness`: a serve-equivalent compositor host in this process (headless output at 60 Hz,
@@ -52,7 +52,9 @@ internal sealed record FairnessPhaseResult(
 /// it is shown by the first composed frame that starts after t. Each tick from the due one up to
 /// (not including) the tick of the frame that showed it is an output frame in which the cluster had
 /// a flushed frame older than one output period that was not shown; the count is the number of
-/// such ticks (each tick counted once however many flushes waited through it).</para>
+/// such ticks (each tick counted once however many flushes waited through it). Each miss is also
+/// explained on stderr (the flush and the frames around its tick), and every phase reports the
+/// process's blocking gen2 collections and GC pause time: a collection stops the frame thread too.</para>
 /// </remarks>
 internal static class FairnessBenchmark
 {
@@ -233,12 +235,16 @@ internal static class FairnessBenchmark
                     long cmds0 = FloodCommands(), missed0 = host.MissedFrames, composed0 = host.Engine.Frames;
                     ulong copied0 = host.DeviceStats("apps")!.BytesCopied;
                     var compose0 = host.Engine.ComposeTime;
+                    int gen2_0 = GC.CollectionCount(2);
+                    var pause0 = GC.GetTotalPauseDuration();
                     Thread.Sleep(seconds);
                     var h1 = host.Store.Now;
                     long g1 = Stopwatch.GetTimestamp();
                     long cmds1 = FloodCommands(), missed1 = host.MissedFrames, composed1 = host.Engine.Frames;
                     ulong copied1 = host.DeviceStats("apps")!.BytesCopied;
                     var compose1 = host.Engine.ComposeTime;
+                    int gen2_1 = GC.CollectionCount(2);
+                    var pause1 = GC.GetTotalPauseDuration();
                     double secs = (h1 - h0).TotalSeconds;
                     if (failure is not null) throw new InvalidOperationException("a guest failed", failure);
 
@@ -253,12 +259,15 @@ internal static class FairnessBenchmark
                     List<TimeSpan> f, a;
                     lock (flushes) f = flushes.ToList();
                     lock (frames) a = frames.ToList();
-                    var (missedCritical, counted) = CriticalMisses(f, a, host.FrameClockEpoch ?? TimeSpan.Zero, host.Engine.FramePeriod, h0, h1);
+                    var missDetails = new List<string>();
+                    var (missedCritical, counted) = CriticalMisses(f, a, host.FrameClockEpoch ?? TimeSpan.Zero, host.Engine.FramePeriod, h0, h1, missDetails);
+                    // Each miss explained on stderr (when a frame started against its tick), to tell a stalled frame thread from a late flush.
+                    foreach (var line in missDetails) Console.Error.WriteLine($"round {round + 1}: policy {(policy ? "on" : "off")} flood {flood}: critical miss: {line}");
                     long composed = composed1 - composed0;
                     results.Add(new FairnessPhaseResult(policy, flood, round, secs, vmResults,
                         (cmds1 - cmds0) / secs, (copied1 - copied0) / secs / (1 << 20), composed / secs, missed1 - missed0,
                         composed > 0 ? (compose1 - compose0).TotalMilliseconds / composed : double.NaN,
-                        missedCritical, counted, LoadAverage()));
+                        missedCritical, counted, LoadAverage(), gen2_1 - gen2_0, (pause1 - pause0).TotalMilliseconds));
                 }
                 foreach (var fl in flooders) fl.Mode = FloodMode.None;
                 return results;
@@ -280,7 +289,7 @@ internal static class FairnessBenchmark
     /// Output ticks in [<paramref name="from"/>, <paramref name="to"/>) at which a cluster flush older
     /// than one period had not been shown (see the class remarks), and the flushes looked at.
     /// </summary>
-    internal static (int Missed, int Flushes) CriticalMisses(List<TimeSpan> flushes, List<TimeSpan> frames, TimeSpan epoch, TimeSpan period, TimeSpan from, TimeSpan to)
+    internal static (int Missed, int Flushes) CriticalMisses(List<TimeSpan> flushes, List<TimeSpan> frames, TimeSpan epoch, TimeSpan period, TimeSpan from, TimeSpan to, List<string>? details = null)
     {
         frames.Sort();
         var missedTicks = new HashSet<long>();
@@ -295,6 +304,12 @@ internal static class FairnessBenchmark
             else i++; // a frame that started at the same instant may have taken its changes before the flush
             // Not shown yet at the end of the data: late by the time until then.
             long shownTick = i < frames.Count ? (frames[i] - epoch).Ticks / period.Ticks : (frames.Count > 0 ? (frames[^1] - epoch).Ticks / period.Ticks + 1 : due);
+            if (shownTick > due && details is not null)
+            {
+                var tick = epoch + period * due;
+                string shownAt = i < frames.Count ? $"{(frames[i] - tick).TotalMilliseconds:F2} ms after it" : "not shown before the end";
+                details.Add($"cluster flush {(t - tick).TotalMilliseconds:F2} ms from its tick, shown by the frame that started {shownAt} (previous frame: {(i > 0 ? $"{(frames[i - 1] - tick).TotalMilliseconds:F2} ms" : "none")})");
+            }
             for (long k = due; k < shownTick; k++)
                 if (epoch + period * k < to) missedTicks.Add(k);
         }
@@ -387,8 +402,8 @@ internal static class FairnessBenchmark
     {
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.AppendLine("| policy | flood (apps) | cluster fps (p50/p99 ms) | ivi fps (p50/p99 ms) | camera fps (p50/p99 ms) | worst fps drop vs no flood | flood cmds/s (MiB/s copied) | output fps | missed ticks | compose ms/frame | critical frames missed | load avg |");
-        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("| policy | flood (apps) | cluster fps (p50/p99 ms) | ivi fps (p50/p99 ms) | camera fps (p50/p99 ms) | worst fps drop vs no flood | flood cmds/s (MiB/s copied) | output fps | missed ticks | compose ms/frame | critical frames missed | gen2 GCs (pause ms) | load avg |");
+        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var policy in all.Select(r => r.Policy).Distinct())
         {
             var baseline = Median(all.Where(r => r.Policy == policy && r.Flood == FloodMode.None));
@@ -404,8 +419,8 @@ internal static class FairnessBenchmark
                 }
                 sb.Append(inv, $"| {(policy ? "on" : "off")} | {flood.ToString().ToLowerInvariant()} |");
                 foreach (var v in m.Vms) sb.Append(inv, $" {v.Fps:F1} ({v.LatencyP50Ms:F2}/{v.LatencyP99Ms:F2}) |");
-                sb.AppendLine(string.Format(inv, " {0} | {1:F0} ({2:F0}) | {3:F1} | {4} | {5:F2} | {6} | {7:F2} |",
-                    drop, m.FloodCommandsPerSecond, m.FloodMiBPerSecond, m.OutputFps, m.MissedTicks, m.ComposeMsPerFrame, m.CriticalFramesMissed, m.LoadAverage));
+                sb.AppendLine(string.Format(inv, " {0} | {1:F0} ({2:F0}) | {3:F1} | {4} | {5:F2} | {6} | {7} ({8:F1}) | {9:F2} |",
+                    drop, m.FloodCommandsPerSecond, m.FloodMiBPerSecond, m.OutputFps, m.MissedTicks, m.ComposeMsPerFrame, m.CriticalFramesMissed, m.Gen2Collections, m.GcPauseMs, m.LoadAverage));
             }
         }
         sb.Append(inv, $"\nMedian of {rounds} rounds of {seconds:F0} s per row (each column's median on its own); targets: cluster 60, ivi 60, camera 30 frames/s; output 60 Hz.");
@@ -421,7 +436,8 @@ internal static class FairnessBenchmark
         double Med(Func<FairnessPhaseResult, double> f) => list.Select(f).OrderBy(x => x).ElementAt(list.Count / 2);
         var vms = list[0].Vms.Select((v, i) => new FairnessVmResult(v.Vm, v.TargetFps, Med(r => r.Vms[i].Fps), Med(r => r.Vms[i].LatencyP50Ms), Med(r => r.Vms[i].LatencyP99Ms))).ToList();
         return new FairnessPhaseResult(list[0].Policy, list[0].Flood, 0, Med(r => r.Seconds), vms, Med(r => r.FloodCommandsPerSecond), Med(r => r.FloodMiBPerSecond),
-            Med(r => r.OutputFps), (long)Med(r => r.MissedTicks), Med(r => r.ComposeMsPerFrame), (int)Med(r => r.CriticalFramesMissed), (int)Med(r => r.CriticalFlushes), Med(r => r.LoadAverage));
+            Med(r => r.OutputFps), (long)Med(r => r.MissedTicks), Med(r => r.ComposeMsPerFrame), (int)Med(r => r.CriticalFramesMissed), (int)Med(r => r.CriticalFlushes), Med(r => r.LoadAverage),
+            (int)Med(r => r.Gen2Collections), Med(r => r.GcPauseMs));
     }
 
     public static string Line(FairnessPhaseResult r)
@@ -430,7 +446,7 @@ internal static class FairnessBenchmark
         var sb = new StringBuilder();
         sb.Append(inv, $"round {r.Round + 1}: policy {(r.Policy ? "on " : "off")} flood {r.Flood,-7}");
         foreach (var v in r.Vms) sb.Append(inv, $"  {v.Vm} {v.Fps:F1} fps p50 {v.LatencyP50Ms:F2} p99 {v.LatencyP99Ms:F2}");
-        sb.Append(inv, $"  flood {r.FloodCommandsPerSecond:F0} cmd/s {r.FloodMiBPerSecond:F0} MiB/s  output {r.OutputFps:F1} fps missed {r.MissedTicks} compose {r.ComposeMsPerFrame:F2} ms  critical missed {r.CriticalFramesMissed}/{r.CriticalFlushes} flushes  load {r.LoadAverage:F2}");
+        sb.Append(inv, $"  flood {r.FloodCommandsPerSecond:F0} cmd/s {r.FloodMiBPerSecond:F0} MiB/s  output {r.OutputFps:F1} fps missed {r.MissedTicks} compose {r.ComposeMsPerFrame:F2} ms  critical missed {r.CriticalFramesMissed}/{r.CriticalFlushes} flushes  gen2 {r.Gen2Collections} GC pause {r.GcPauseMs:F1} ms  load {r.LoadAverage:F2}");
         return sb.ToString();
     }
 
