@@ -132,59 +132,64 @@ public sealed partial class GpuDevice
         if (backing is null)
             return Fail(VirtioGpuCtrlType.ErrUnspec, cmd, $"resource_id {c.ResourceId}: its backing is no longer in guest memory");
 
-        // A compositor may take the current pixels from another thread (IPixelSource): deciding
-        // where to write and writing happen under the resource's lock.
-        lock (res.Sync)
+        // A compositor takes the published pixels from its own thread (IPixelSource). The transfer
+        // writes the spare and publishes it (Resource2D: the lock covers the swap, not the copy, so
+        // a frame never waits for this copy).
+        ulong dst = (ulong)c.Rect.Y * res.Stride + (ulong)c.Rect.X * PixelFormats.BytesPerPixel;
+        ulong copied = rowBytes * c.Rect.Height;
+        if (res.TakeSpare(() => AllocateSpare(res)) is { } spare)
         {
-            if (!res.Memory.IsExclusive) MakeWritable(res, c.Rect);
-
-            ulong dst = (ulong)c.Rect.Y * res.Stride + (ulong)c.Rect.X * PixelFormats.BytesPerPixel;
-            if (rowBytes == res.Stride)
-            {
-                // Whole rows: source and destination are both contiguous.
-                backing.CopyTo(c.Offset, res.Memory.AsSpan(dst, checked((int)(rowBytes * c.Rect.Height))));
-            }
-            else
-            {
-                for (uint h = 0; h < c.Rect.Height; h++)
-                    backing.CopyTo(c.Offset + (ulong)res.Stride * h, res.Memory.AsSpan(dst + (ulong)res.Stride * h, (int)rowBytes));
-            }
+            copied += res.CatchUpSpare(c.Rect);
+            CopyRect(backing, c.Offset, res, rowBytes, c.Rect.Height, spare.AsSpan(dst, checked((int)(res.Stride * (c.Rect.Height - 1) + rowBytes))));
+            lock (res.Sync) res.PublishSpare(c.Rect);
+            BufferSwaps++;
+        }
+        else
+        {
+            // No second buffer (the budget has no room, or a reader holds both): the published
+            // pixels are written in place, without the lock. A reader may then show this VM's own
+            // pixels half updated until its next flush; it never waits for the copy (a VM could
+            // otherwise stall every frame by filling its budget).
+            if (!res.Memory.IsExclusive) InPlaceWritesWhileShared++;
+            CopyRect(backing, c.Offset, res, rowBytes, c.Rect.Height, res.Memory.AsSpan(dst, checked((int)(res.Stride * (c.Rect.Height - 1) + rowBytes))));
+            res.NoteWrittenInPlace(c.Rect);
         }
         BytesTransferred += rowBytes * c.Rect.Height;
-        ScanoutBytesCopied += rowBytes * c.Rect.Height;
+        ScanoutBytesCopied += copied;
         return GpuResponse.Ok;
     }
 
-    /// <summary>
-    /// A display still reads the resource's current pixels (an UPDATE in flight, spliced by
-    /// reference): writing them now would tear what it shows. Switch to the spare buffer: a
-    /// transfer of the whole resource needs no copy; a partial one copies the old pixels first.
-    /// Only when the guest's host-memory budget has no room for a spare are the pixels written in
-    /// place (correct at the next flush; the frame in flight may show a mix).
-    /// </summary>
-    private void MakeWritable(Resource2D res, VirtioGpuRect rect)
+    /// <summary>Rows of a transfer from the guest backing into <paramref name="destination"/> (starting at the rect's first pixel, the resource's stride).</summary>
+    private static void CopyRect(BackingView backing, ulong offset, Resource2D res, ulong rowBytes, uint height, Span<byte> destination)
     {
-        bool whole = rect.X == 0 && rect.Y == 0 && rect.Width == res.Width && rect.Height == res.Height;
-        bool swapped = res.TrySwapBuffers(() =>
+        if (rowBytes == res.Stride)
         {
-            if (res.SizeBytes > _options.MaxHostMemory - _hostMemoryInUse) return null;
-            try
-            {
-                var spare = MappedBlock.CreateMemFd($"vgh-{Name}-res{res.Id}b", res.SizeBytes, keepFd: false);
-                _hostMemoryInUse += res.SizeBytes;
-                res.HostCharge += res.SizeBytes;
-                return spare;
-            }
-            catch (IOException) { return null; }
-        }, keepContent: !whole);
-        if (swapped) BufferSwaps++;
-        else InPlaceWritesWhileShared++;
+            // Whole rows: source and destination are both contiguous.
+            backing.CopyTo(offset, destination[..checked((int)(rowBytes * height))]);
+            return;
+        }
+        for (uint h = 0; h < height; h++)
+            backing.CopyTo(offset + (ulong)res.Stride * h, destination.Slice(checked((int)(res.Stride * h)), (int)rowBytes));
     }
 
-    /// <summary>Transfers that switched to a resource's spare buffer because a display still read the front one.</summary>
+    /// <summary>A resource's second buffer, charged to the guest's host memory; null when the budget has no room.</summary>
+    private MemoryBlock? AllocateSpare(Resource2D res)
+    {
+        if (res.SizeBytes > _options.MaxHostMemory - _hostMemoryInUse) return null;
+        try
+        {
+            var spare = MappedBlock.CreateMemFd($"vgh-{Name}-res{res.Id}b", res.SizeBytes, keepFd: false);
+            _hostMemoryInUse += res.SizeBytes;
+            res.HostCharge += res.SizeBytes;
+            return spare;
+        }
+        catch (IOException) { return null; }
+    }
+
+    /// <summary>Transfers written into a resource's spare buffer and published (the usual way; see Resource2D).</summary>
     public long BufferSwaps { get; private set; }
 
-    /// <summary>Transfers that had to write pixels a display still read (no spare to be had).</summary>
+    /// <summary>Transfers that wrote the published pixels while a reader held them (no spare to be had: budget, or both buffers held).</summary>
     public long InPlaceWritesWhileShared { get; private set; }
 
     /// <summary>What a resource costs besides its pixels (mapping, bookkeeping), charged to the budget.</summary>

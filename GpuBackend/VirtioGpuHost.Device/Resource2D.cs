@@ -24,7 +24,7 @@ public sealed class Resource2D : GpuResource, IPixelSource
         Surface = new GpuSurface(memory, 0, width, height, Stride, format) { Source = this };
     }
 
-    /// <summary>Held while the device decides where to write and writes (see <see cref="IPixelSource"/>).</summary>
+    /// <summary>Held to publish new pixels and to take the published ones (see <see cref="IPixelSource"/>); never during a copy into an unpublished buffer.</summary>
     internal object Sync { get; } = new();
 
     public GpuSurface? AcquireCurrent()
@@ -84,29 +84,93 @@ public sealed class Resource2D : GpuResource, IPixelSource
         return view;
     }
 
+    // Double buffering. Readers (IPixelSource) only ever take the published buffer (Memory), and
+    // a transfer never writes it while it is published: it writes the spare, outside the lock,
+    // then publishes it with a pointer swap under the lock. So a compositor's frame thread never
+    // waits for a VM's copy (an untrusted VM's thread runs at nice +10: a frame waiting on its
+    // 8 MiB copy would wait as long as the scheduler starves that thread), and never sees a
+    // transfer half done. Partial transfers keep the spare current from the rects it lacks
+    // (what was written into the other buffer since), not by copying the whole resource.
+    // Spare fields are used by the device's thread only (and Dispose, under the lock).
+    private List<VirtioGpuRect>? _spareStale; // rects the spare lacks; null = all of it
+    private const int MaxStaleRects = 8;
+
     /// <summary>
-    /// Makes the spare buffer the front one (allocating it with <paramref name="allocate"/> the
-    /// first time), so a transfer can write while a display still reads the old pixels; with
-    /// <paramref name="keepContent"/> the old pixels are copied over first (a partial transfer).
-    /// False when no exclusive spare is to be had: the caller then writes in place.
+    /// The spare to write a transfer into (allocated with <paramref name="allocate"/> the first
+    /// time), or null when there is none to be had: the host-memory budget has no room, or a
+    /// reader still holds it (it was published and acquired before the last swap).
     /// </summary>
-    internal bool TrySwapBuffers(Func<MemoryBlock?> allocate, bool keepContent)
+    internal MemoryBlock? TakeSpare(Func<MemoryBlock?> allocate)
     {
-        var next = _spare;
-        if (next is null)
+        if (_spare is null)
         {
-            next = allocate();
-            if (next is null) return false;
+            _spare = allocate();
+            _spareStale = null;
+            return _spare;
         }
-        else if (!next.IsExclusive)
+        return _spare.IsExclusive ? _spare : null;
+    }
+
+    /// <summary>
+    /// Copies into the spare, from the published buffer, the rects it lacks outside
+    /// <paramref name="covered"/> (about to be written whole). Returns the bytes copied. Reads the
+    /// published buffer without the lock: only this (the device's) thread ever writes it.
+    /// </summary>
+    internal ulong CatchUpSpare(VirtioGpuRect covered)
+    {
+        var spare = _spare!;
+        var full = new VirtioGpuRect(0, 0, Width, Height);
+        ulong copied = 0;
+        foreach (var stale in _spareStale ?? [full])
         {
-            return false;
+            if (Contains(covered, stale)) continue;
+            uint rowBytes = stale.Width * PixelFormats.BytesPerPixel;
+            for (uint y = stale.Y; y < stale.Y + stale.Height; y++)
+            {
+                ulong at = (ulong)y * Stride + (ulong)stale.X * PixelFormats.BytesPerPixel;
+                Memory.AsSpan(at, (int)rowBytes).CopyTo(spare.AsSpan(at, (int)rowBytes));
+            }
+            copied += (ulong)rowBytes * stale.Height;
         }
-        if (keepContent) Memory.AsSpan(0, (int)SizeBytes).CopyTo(next.AsSpan(0, (int)SizeBytes));
+        _spareStale = [];
+        return copied;
+    }
+
+    /// <summary>Publishes the spare (written with <paramref name="written"/>) as the current pixels; the old ones become the spare, lacking that rect. Under <see cref="Sync"/>.</summary>
+    internal void PublishSpare(VirtioGpuRect written)
+    {
+        var next = _spare!;
         _spare = Memory;
+        _spareStale = [written];
         Memory = next;
         Surface = new GpuSurface(next, 0, Width, Height, Stride, Format) { Source = this };
-        return true;
+    }
+
+    /// <summary>The published pixels were written in place (no spare to be had): the spare, if any, now lacks <paramref name="written"/> too.</summary>
+    internal void NoteWrittenInPlace(VirtioGpuRect written)
+    {
+        if (_spare is null || _spareStale is null) return;
+        if (_spareStale.Count >= MaxStaleRects)
+        {
+            // Bounded bookkeeping: past a few rects the spare is simply caught up from their bounds.
+            var b = written;
+            foreach (var r in _spareStale) b = Union(b, r);
+            _spareStale.Clear();
+            _spareStale.Add(b);
+        }
+        else
+        {
+            _spareStale.Add(written);
+        }
+    }
+
+    private static bool Contains(VirtioGpuRect outer, VirtioGpuRect inner) =>
+        inner.X >= outer.X && inner.Y >= outer.Y && inner.X + inner.Width <= outer.X + outer.Width && inner.Y + inner.Height <= outer.Y + outer.Height;
+
+    private static VirtioGpuRect Union(VirtioGpuRect a, VirtioGpuRect b)
+    {
+        uint x = Math.Min(a.X, b.X), y = Math.Min(a.Y, b.Y);
+        return new VirtioGpuRect(x, y, Math.Max(a.X + a.Width, b.X + b.Width) - x, Math.Max(a.Y + a.Height, b.Y + b.Height) - y);
     }
 
     public override void Dispose()

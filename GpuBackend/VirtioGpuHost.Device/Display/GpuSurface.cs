@@ -25,10 +25,11 @@ public sealed record GpuSurface(MemoryBlock Memory, ulong Offset, uint Width, ui
 }
 
 /// <summary>
-/// A resource's pixels as another thread reads them. The device writes a resource's pixels
-/// only under the same lock and only into memory nobody else holds (it switches to a spare
-/// buffer otherwise), so a reader holding the acquired surface never sees a transfer in
-/// progress.
+/// A resource's pixels as another thread reads them. The device writes new pixels into a buffer
+/// that is not published and publishes it under a short lock (a pointer swap), so taking the
+/// current pixels never waits for a copy, and a reader holding the acquired surface never sees a
+/// transfer in progress, except when the VM's host-memory budget has no room for a second
+/// buffer (or a reader still holds both): then that VM's own pixels are written in place.
 /// </summary>
 public interface IPixelSource
 {
