@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text;
 using System.Text.RegularExpressions;
 using VirtioGpuHost.FrontEnd.CrossDomain;
 using VirtioGpuHost.Interop;
@@ -41,8 +39,9 @@ public partial class WestonE2ETests(ITestOutputHelper output)
         using var guestDir = new TempDir();
         File.SetUnixFileMode(hostDir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         File.SetUnixFileMode(guestDir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        using var weston = StartProcess("/usr/bin/weston", ["--backend=headless-backend.so", "--socket=wl-host", "--idle-time=0", "--width=640", "--height=480"],
-            new() { ["XDG_RUNTIME_DIR"] = hostDir.Path });
+        // weston is the host compositor here, not a client: its socket goes in its XDG_RUNTIME_DIR.
+        using var weston = WaylandClientProcess.Start("/usr/bin/weston", "--backend=headless-backend.so --socket=wl-host --idle-time=0 --width=640 --height=480", "",
+            new Dictionary<string, string> { ["XDG_RUNTIME_DIR"] = hostDir.Path });
         string hostSocket = hostDir.File("wl-host");
         if (!SpinWait.SpinUntil(() => File.Exists(hostSocket), 15000))
             Assert.Fail($"weston did not create {hostSocket}:\n{weston.Output}");
@@ -57,9 +56,10 @@ public partial class WestonE2ETests(ITestOutputHelper output)
         {
             using (var proxy = new WaylandGuestProxy(vm, guestDir.File("wayland-guest")))
             {
-                var env = new Dictionary<string, string> { ["XDG_RUNTIME_DIR"] = guestDir.Path, ["WAYLAND_DISPLAY"] = "wayland-guest", ["WAYLAND_DEBUG"] = "1" };
+                string guestSocket = guestDir.File("wayland-guest");
+                var env = new Dictionary<string, string> { ["WAYLAND_DEBUG"] = "1" };
 
-                using (var shm = StartProcess("/usr/bin/weston-simple-shm", [], env))
+                using (var shm = WaylandClientProcess.Start("/usr/bin/weston-simple-shm", "", guestSocket, env))
                 {
                     // It animates until killed: let it draw for a while.
                     SpinWait.SpinUntil(() => FrameDone().Count(shm.Output) >= 30 || shm.HasExited, 20000);
@@ -72,7 +72,7 @@ public partial class WestonE2ETests(ITestOutputHelper output)
                     Assert.True(dones >= 10, $"only {dones} frame callbacks came back:\n{Tail(log)}\nproxy errors: {string.Join("; ", proxy.Errors)}");
                 }
 
-                using (var flower = StartProcess("/usr/bin/weston-flower", [], env))
+                using (var flower = WaylandClientProcess.Start("/usr/bin/weston-flower", "", guestSocket, env))
                 {
                     SpinWait.SpinUntil(() => CommitRequest().Count(flower.Output) >= 1 && Configure().Count(flower.Output) >= 1 || flower.HasExited, 20000);
                     Thread.Sleep(500);
@@ -98,45 +98,5 @@ public partial class WestonE2ETests(ITestOutputHelper output)
         Assert.True(after.Count <= fdsBefore.Count, $"{after.Count} fds open after the run, {fdsBefore.Count} before; new: {string.Join(", ", after.Except(fdsBefore))}");
     }
 
-
     private static string Tail(string s) => s.Length > 3000 ? s[^3000..] : s;
-
-    private static ChildProcess StartProcess(string file, string[] args, Dictionary<string, string> env)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment.Remove("WAYLAND_DISPLAY");
-        psi.Environment.Remove("DISPLAY");
-        foreach (var (k, v) in env) psi.Environment[k] = v;
-        return new ChildProcess(Process.Start(psi)!);
-    }
-
-    /// <summary>A child with its stdout + stderr collected; killed on dispose.</summary>
-    private sealed class ChildProcess : IDisposable
-    {
-        private readonly Process _p;
-        private readonly StringBuilder _out = new();
-
-        public ChildProcess(Process p)
-        {
-            _p = p;
-            p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_out) _out.AppendLine(e.Data); };
-            p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_out) _out.AppendLine(e.Data); };
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-        }
-
-        public string Output { get { lock (_out) return _out.ToString(); } }
-        public bool HasExited => _p.HasExited;
-
-        public void Dispose()
-        {
-            if (!_p.HasExited)
-            {
-                _p.Kill(entireProcessTree: true);
-                _p.WaitForExit(10000);
-            }
-            _p.Dispose();
-        }
-    }
 }
