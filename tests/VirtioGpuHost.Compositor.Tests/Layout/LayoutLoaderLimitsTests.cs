@@ -5,30 +5,7 @@ namespace VirtioGpuHost.Compositor.Tests.Layout;
 /// <summary>The per-VM quota keys of [[vm]]: max_resources, max_host_memory_mib, max_blob_mappings, max_contexts, max_wayland_clients.</summary>
 public class LayoutLoaderLimitsTests
 {
-    private static string Layout(string vmKeys) => $$"""
-        [[output]]
-        name = "main"
-        width = 800
-        height = 480
-
-        [[zone]]
-        name = "z"
-        output = "main"
-        rect = [0, 0, 800, 480]
-        class = "normal"
-
-        [[vm]]
-        name = "a"
-        socket = "/tmp/vgh/a.sock"
-        label = "A"
-        label_color = "#112233"
-        class = "normal"
-        {{vmKeys}}
-
-        [[placement]]
-        vm = "a"
-        zone = "z"
-        """;
+    private static string Layout(string vmKeys) => LayoutTestKit.OneVmLayout(vmKeys: vmKeys);
 
     private static VmConfig Ok(string vmKeys) => LayoutTestKit.LoadClean(Layout(vmKeys)).Vm("a")!;
 

@@ -5,31 +5,7 @@ namespace VirtioGpuHost.Compositor.Tests.Layout;
 /// <summary>[layout] renderer and the window keys of [[output]] (kind, fullscreen, title, resizable).</summary>
 public class LayoutLoaderRendererWindowTests
 {
-    private static string Layout(string layoutTable, string outputKeys) => $$"""
-        {{layoutTable}}
-        [[output]]
-        name = "main"
-        width = 800
-        height = 480
-        {{outputKeys}}
-
-        [[zone]]
-        name = "z"
-        output = "main"
-        rect = [0, 0, 800, 480]
-        class = "normal"
-
-        [[vm]]
-        name = "a"
-        socket = "/tmp/vgh/a.sock"
-        label = "A"
-        label_color = "#112233"
-        class = "normal"
-
-        [[placement]]
-        vm = "a"
-        zone = "z"
-        """;
+    private static string Layout(string layoutTable, string outputKeys) => LayoutTestKit.OneVmLayout(layoutTable, outputKeys);
 
     [Fact]
     public void Defaults_AutoRendererAndHeadlessOutputs()

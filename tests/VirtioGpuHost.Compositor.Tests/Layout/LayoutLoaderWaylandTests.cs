@@ -5,31 +5,7 @@ namespace VirtioGpuHost.Compositor.Tests.Layout;
 /// <summary>The Wayland keys: [[vm]] wayland_socket / cross_domain_wayland and [[placement]] app_id / title.</summary>
 public class LayoutLoaderWaylandTests
 {
-    private static string Layout(string vmKeys, string placementKeys) => $$"""
-        [[output]]
-        name = "main"
-        width = 800
-        height = 480
-
-        [[zone]]
-        name = "z"
-        output = "main"
-        rect = [0, 0, 800, 480]
-        class = "normal"
-
-        [[vm]]
-        name = "a"
-        socket = "/tmp/vgh/a.sock"
-        label = "A"
-        label_color = "#112233"
-        class = "normal"
-        {{vmKeys}}
-
-        [[placement]]
-        vm = "a"
-        zone = "z"
-        {{placementKeys}}
-        """;
+    private static string Layout(string vmKeys, string placementKeys) => LayoutTestKit.OneVmLayout(vmKeys: vmKeys, placementKeys: placementKeys);
 
     [Fact]
     public void Defaults_NoWayland_ScanoutPlacement()

@@ -70,6 +70,40 @@ internal static class LayoutTestKit
     /// <summary>What tests put on the line an error must name (found with <see cref="LineOf"/>).</summary>
     public const string Marker = "#<";
 
+    /// <summary>
+    /// The smallest valid layout: one 800x480 output, one zone, VM "a" placed in it; each argument
+    /// is TOML inserted into its table (the loader tests vary one table's keys at a time); the
+    /// [layout] table and the output's keys take lines only when given.
+    /// </summary>
+    public static string OneVmLayout(string layoutTable = "", string outputKeys = "", string vmKeys = "", string placementKeys = "") => $$"""
+        {{Lines(layoutTable)}}[[output]]
+        name = "main"
+        width = 800
+        height = 480
+        {{Lines(outputKeys)}}
+        [[zone]]
+        name = "z"
+        output = "main"
+        rect = [0, 0, 800, 480]
+        class = "normal"
+
+        [[vm]]
+        name = "a"
+        socket = "/tmp/vgh/a.sock"
+        label = "A"
+        label_color = "#112233"
+        class = "normal"
+        {{vmKeys}}
+
+        [[placement]]
+        vm = "a"
+        zone = "z"
+        {{placementKeys}}
+        """;
+
+    // An empty slot adds no line, so the VM's keys keep the line numbers the tests expect.
+    private static string Lines(string toml) => toml.Length == 0 ? "" : toml + "\n";
+
     /// <summary>Loads <paramref name="toml"/> and asserts it has no error and no warning.</summary>
     public static LayoutConfig LoadClean(string toml)
     {
